@@ -1,0 +1,3 @@
+from rws.cli import main
+
+main()

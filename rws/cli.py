@@ -1,0 +1,229 @@
+"""The `rws` command. Each command parses its options and calls one library function;
+every error a user can cause ends as one line on stderr and exit code 1 (2 for runtime
+failures), with the traceback only under `--debug`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Callable, NoReturn
+
+import click
+
+from rws import __version__
+from rws.errors import RwsError
+
+DEFAULT_CONFIG = "Rwsfile"
+RWSFILE_ADAPTERS = ("rwsfile", "caddyfile")
+
+
+class _State:
+    debug = False
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn our errors (and file errors) into one line; tracebacks only with --debug."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (RwsError, OSError) as exc:
+            if _State.debug:
+                raise
+            _fail(str(exc) if isinstance(exc, RwsError) else f"{exc.strerror or exc}: {exc.filename}"
+                  if getattr(exc, "filename", None) else str(exc))
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def cli(debug: bool) -> None:
+    """rws: a web server and reverse proxy with automatic HTTPS."""
+    _State.debug = debug
+
+
+def main() -> None:
+    cli(prog_name="rws")
+
+
+@cli.command()
+def version() -> None:
+    """Print the version."""
+    click.echo(__version__)
+
+
+# --- config loading --------------------------------------------------------------------
+
+
+def _load_envfiles(envfiles: tuple[str, ...]) -> None:
+    for name in envfiles:
+        for number, line in enumerate(Path(name).read_text("utf-8").splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("export "):
+                line = line[len("export "):]
+            key, sep, value = line.partition("=")
+            if not sep or not key.strip():
+                raise RwsError(f"{name}:{number}: expected KEY=VALUE, got {line!r}")
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+                value = value[1:-1]
+            os.environ[key.strip()] = value
+
+
+def _choose_adapter(config: str, adapter: str | None) -> str:
+    if adapter:
+        if adapter not in (*RWSFILE_ADAPTERS, "json"):
+            raise RwsError(f"unknown config adapter {adapter!r}: rws has 'rwsfile' (alias 'caddyfile') and 'json'")
+        return "json" if adapter == "json" else "rwsfile"
+    base = os.path.basename(config).lower()
+    if base.endswith(".json"):
+        return "json"
+    return "rwsfile"
+
+
+def load_config(config: str, adapter: str | None) -> tuple[dict[str, Any], list[Any]]:
+    """Read a config file (`-` for stdin) as a JSON tree, adapting an Rwsfile; returns (tree, warnings)."""
+    from rws.rwsfile.adapt import adapt_text
+
+    text = sys.stdin.read() if config == "-" else Path(config).read_text("utf-8")
+    if _choose_adapter(config, adapter) == "json":
+        try:
+            tree = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RwsError(f"{config}:{exc.lineno}: config is not valid JSON: {exc.msg}; "
+                           "did you mean to use a config adapter (the --adapter flag)?") from None
+        if not isinstance(tree, dict):
+            raise RwsError(f"{config}: config must be a JSON object")
+        return tree, []
+    return adapt_text(text, "stdin" if config == "-" else config)
+
+
+def _print_warnings(warnings: list[Any]) -> None:
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+
+
+@cli.command()
+@click.option("--config", "-c", "config", default=DEFAULT_CONFIG, show_default=True, help="Config file to adapt.")
+@click.option("--adapter", "-a", default=None, help="Config adapter (rwsfile, caddyfile).")
+@click.option("--pretty", "-p", is_flag=True, help="Indent the JSON output.")
+@click.option("--validate", "do_validate", is_flag=True, help="Also validate the result.")
+@click.option("--envfile", multiple=True, help="Load KEY=VALUE lines into the environment first.")
+@_user_errors
+def adapt(config: str, adapter: str | None, pretty: bool, do_validate: bool, envfile: tuple[str, ...]) -> None:
+    """Print the JSON config tree that an Rwsfile compiles to."""
+    _load_envfiles(envfile)
+    if adapter and adapter not in RWSFILE_ADAPTERS:
+        raise RwsError(f"unknown config adapter {adapter!r}: rws adapts 'rwsfile' (alias 'caddyfile')")
+    tree, warnings = load_config(config, adapter or "rwsfile")
+    _print_warnings(warnings)
+    if do_validate:
+        from rws.config.model import validate_tree
+
+        validate_tree(tree)
+    click.echo(json.dumps(tree, indent="\t" if pretty else None, separators=None if pretty else (",", ":")))
+
+
+@cli.command()
+@click.option("--config", "-c", "config", default=DEFAULT_CONFIG, show_default=True, help="Config file to validate.")
+@click.option("--adapter", "-a", default=None, help="Config adapter (rwsfile, caddyfile, json).")
+@click.option("--envfile", multiple=True, help="Load KEY=VALUE lines into the environment first.")
+@_user_errors
+def validate(config: str, adapter: str | None, envfile: tuple[str, ...]) -> None:
+    """Load a config fully without serving; exit 1 with a clear message on error."""
+    from rws.config.model import validate_tree
+
+    _load_envfiles(envfile)
+    tree, warnings = load_config(config, adapter)
+    _print_warnings(warnings)
+    validate_tree(tree)
+    click.echo("Valid configuration")
+
+
+@cli.command("fmt")
+@click.argument("path", default=DEFAULT_CONFIG)
+@click.option("--overwrite", "-w", is_flag=True, help="Rewrite the file in place.")
+@click.option("--diff", "-d", "show_diff", is_flag=True, help="Print a diff instead of the formatted file.")
+@_user_errors
+def fmt_command(path: str, overwrite: bool, show_diff: bool) -> None:
+    """Format an Rwsfile canonically (`-` reads stdin)."""
+    from rws.rwsfile.fmt import format_rwsfile, unified_diff_lines
+
+    text = sys.stdin.read() if path == "-" else Path(path).read_text("utf-8")
+    formatted = format_rwsfile(text)
+    if overwrite and path != "-":
+        if formatted != text:
+            Path(path).write_text(formatted, "utf-8")
+        return
+    if show_diff:
+        for line in unified_diff_lines(text, formatted):
+            click.echo(line)
+    else:
+        click.echo(formatted, nl=False)
+    if formatted != text:
+        _fail(f"{'stdin' if path == '-' else path}:1: input is not formatted; use '--overwrite' to update the file "
+              "in place instead of previewing it")
+
+
+@cli.command()
+def environ() -> None:
+    """Print the environment as rws sees it."""
+    from rws.config.paths import autosave_path, config_dir, data_dir
+
+    click.echo(f"rws.HomeDir={Path.home()}")
+    click.echo(f"rws.AppDataDir={data_dir()}")
+    click.echo(f"rws.AppConfigDir={config_dir()}")
+    click.echo(f"rws.ConfigAutosavePath={autosave_path()}")
+    click.echo(f"rws.Version={__version__}")
+    click.echo(f"runtime.OS={sys.platform}")
+    click.echo(f"runtime.Arch={platform.machine()}")
+    click.echo(f"runtime.Python={platform.python_version()}")
+    click.echo(f"runtime.NumCPU={os.cpu_count()}")
+    click.echo(f"WorkingDir={os.getcwd()}")
+    for key in sorted(os.environ):
+        click.echo(f"{key}={os.environ[key]}")
+
+
+@cli.command("list-modules")
+@click.option("--versions", is_flag=True, help="Print the version of rws each module comes with.")
+def list_modules(versions: bool) -> None:
+    """Print the ID of every module rws has."""
+    from rws.registry import MODULES
+
+    for module_id in sorted(MODULES):
+        click.echo(f"{module_id} {__version__}" if versions else module_id)
+    click.echo("")
+    click.echo(f"  Standard modules: {len(MODULES)}")
+
+
+@cli.command("hash-password")
+@click.option("--plaintext", "-p", default=None, help="The password to hash (else prompted, or read from stdin).")
+@click.option("--algorithm", "-a", default="bcrypt", type=click.Choice(["bcrypt"]), show_default=True)
+@click.option("--bcrypt-cost", default=14, type=click.IntRange(4, 31), show_default=True)
+@_user_errors
+def hash_password(plaintext: str | None, algorithm: str, bcrypt_cost: int) -> None:
+    """Hash a password for basic_auth."""
+    from rws.handlers.authentication import hash_password as make_hash
+
+    if plaintext is None:
+        if sys.stdin.isatty():
+            plaintext = click.prompt("Enter password", hide_input=True, confirmation_prompt="Confirm password")
+        else:
+            plaintext = sys.stdin.readline().rstrip("\r\n")
+    if not plaintext:
+        raise RwsError("password cannot be empty")
+    click.echo(make_hash(plaintext, bcrypt_cost))

@@ -1,0 +1,1 @@
+"""The JSON config tree: decoding, the model, paths on disk."""

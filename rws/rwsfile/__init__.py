@@ -1,0 +1,1 @@
+"""The Rwsfile language: parsing, imports, adapting to JSON, formatting."""

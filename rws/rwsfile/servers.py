@@ -1,0 +1,516 @@
+"""Site blocks -> HTTP servers: group blocks by listener, then build each server's
+routes, error routes, TLS connection policies, automatic-HTTPS flags and logs.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from rws.errors import RwsfileError
+from rws.rwsfile.addresses import (
+    DEFAULT_HTTP_PORT,
+    DEFAULT_HTTPS_PORT,
+    Address,
+    AddressError,
+    join_host_port,
+    parse_address,
+    specificity,
+    split_host_port,
+)
+from rws.rwsfile.directives import AdaptState, build_subroute
+from rws.rwsfile.options import SERVER_OPTION_FIELDS, Bind
+from rws.rwsfile.sites import ListenerAddress, Pairing, SiteBlock
+
+
+def _ports(options: dict[str, Any]) -> tuple[str, str]:
+    return str(options.get("http_port", DEFAULT_HTTP_PORT)), str(options.get("https_port", DEFAULT_HTTPS_PORT))
+
+
+# --- listeners -------------------------------------------------------------------------
+
+
+def pair_sites_with_listeners(sites: list[SiteBlock], options: dict[str, Any]) -> list[Pairing]:
+    """Which site blocks each listener serves; listeners serving the same blocks share a server."""
+    by_addr: dict[str, dict[str, list[SiteBlock]]] = {}
+    for site in sites:
+        per_addr: dict[str, dict[str, list[tuple[Any, Address]]]] = {}
+        for key in site.keys:
+            try:
+                addr = parse_address(key.text).normalize()
+            except AddressError as exc:
+                raise key.error(f"parsing key: {exc}") from None
+            try:
+                listeners = _listeners_for(site, addr, options)
+            except ValueError as exc:
+                raise key.error(f"determining listener address for {key.text!r}: {exc}") from None
+            for lnaddr, protocols in listeners.items():
+                for proto in protocols or {""}:
+                    per_addr.setdefault(lnaddr, {}).setdefault(proto, []).append((key, addr))
+        for lnaddr in sorted(per_addr):
+            for proto in sorted(per_addr[lnaddr]):
+                pairs = per_addr[lnaddr][proto]
+                view = SiteBlock(tuple(k for k, _ in pairs), site.entries, [a for _, a in pairs], site.pile,
+                                 site.has_braces)
+                by_addr.setdefault(lnaddr, {}).setdefault(proto, []).append(view)
+    return _consolidate(by_addr)
+
+
+def _listeners_for(site: SiteBlock, addr: Address, options: dict[str, Any]) -> dict[str, set[str]]:
+    if addr.scheme == "wss":
+        raise ValueError("the scheme wss:// is only supported in browsers; use https:// instead")
+    if addr.scheme == "ws":
+        raise ValueError("the scheme ws:// is only supported in browsers; use http:// instead")
+    if addr.scheme not in ("https", "http", ""):
+        raise ValueError(f"unsupported URL scheme {addr.scheme}://")
+    http_port, https_port = _ports(options)
+    port = addr.port or (http_port if addr.scheme == "http" else https_port)
+    if (addr.scheme == "http" and port == https_port) or (addr.scheme == "https" and port == http_port):
+        raise ValueError(f"[{addr}] scheme and port violate convention")
+    binds: list[Bind] = [v.value for v in site.pile.get("bind", [])]
+    if not binds:
+        binds = [v.value for v in options.get("default_bind") or []] or [Bind(("",))]
+    listeners: dict[str, set[str]] = {}
+    for bind in binds:
+        for host in bind.addresses:
+            listeners.setdefault(_network_address(host, port), set()).update(bind.protocols)
+    return listeners
+
+
+def _network_address(bind_host: str, port: str) -> str:
+    """Caddy's JoinNetworkAddress + ParseNetworkAddress round trip, for listener strings."""
+    network, slash, rest = bind_host.partition("/")
+    if not slash:
+        network, rest = "", bind_host
+    network = network.strip().lower()
+    if network.startswith(("unix", "fd")):
+        return f"{network}/{rest}"
+    try:
+        host, _ = split_host_port(rest)
+    except AddressError:
+        host = rest.strip("[]")
+    address = join_host_port(host, port)
+    if network and network != "tcp":
+        return f"{network}/{address}"
+    return address
+
+
+def _consolidate(by_addr: dict[str, dict[str, list[SiteBlock]]]) -> list[Pairing]:
+    pairings = []
+    for addr in sorted(by_addr):
+        for proto in sorted(by_addr[addr]):
+            if proto not in by_addr[addr]:
+                continue
+            blocks = by_addr[addr][proto]
+            listeners: dict[str, set[str]] = {}
+            for other_addr, protos in by_addr.items():
+                for other_proto, other_blocks in list(protos.items()):
+                    if (other_addr == addr and other_proto == proto) or _same_blocks(blocks, other_blocks):
+                        listeners.setdefault(other_addr, set()).add(other_proto)
+                        del protos[other_proto]
+            addresses = [ListenerAddress(a, tuple(sorted(listeners[a]))) for a in sorted(listeners)]
+            pairings.append(Pairing(addresses, blocks))
+    return pairings
+
+
+def _same_blocks(a: list[SiteBlock], b: list[SiteBlock]) -> bool:
+    return len(a) == len(b) and all(
+        x.pile is y.pile and x.key_texts() == y.key_texts() and x.addresses == y.addresses for x, y in zip(a, b)
+    )
+
+
+# --- servers ---------------------------------------------------------------------------
+
+
+def build_servers(
+    pairings: list[Pairing], run: AdaptState, named_routes: dict[str, tuple[dict[str, Any], list[str]]]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for i, pairing in enumerate(pairings):
+        out[f"srv{i}"] = _build_server(pairing, run, named_routes)
+    return _apply_server_options(out, run.options)
+
+
+def _build_server(pairing: Pairing, run: AdaptState, named_routes: dict[str, tuple[dict[str, Any], list[str]]]) -> dict[str, Any]:
+    from rws.tls.adapt import consolidate_conn_policies
+
+    options = run.options
+    http_port, https_port = _ports(options)
+    default_sni = options.get("default_sni", "")
+    fallback_sni = options.get("fallback_sni", "")
+    _check_ambiguous(pairing)
+
+    srv: dict[str, Any] = {"listen": [a.address for a in pairing.addresses]}
+    if any(a.protocols != ("",) and a.protocols for a in pairing.addresses):
+        srv["listen_protocols"] = [list(a.protocols) if a.protocols != ("",) else None for a in pairing.addresses]
+    auto_https: dict[str, Any] = {}
+    for value in options.get("auto_https") or []:
+        flag = {"off": "disable", "disable_redirects": "disable_redirects", "disable_certs": "disable_certificates",
+                "ignore_loaded_certs": "ignore_loaded_certificates"}.get(value)
+        if flag:
+            auto_https[flag] = True
+
+    blocks = sorted(pairing.blocks, key=_block_sort_key)
+    routes: list[Any] = []
+    error_routes: list[Any] = []
+    policies: list[dict[str, Any]] = []
+    empty_policies: list[dict[str, Any]] = []
+    has_catch_all_policy = qualifies_for_tls = False
+    auto_https_adds_policy = not auto_https.get("disable")
+    logs: dict[str, Any] | None = {} if any(b.pile.get("custom_log") for b in blocks) else None
+
+    _add_named_routes(srv, blocks, named_routes)
+    for site in blocks:
+        matcher_sets = _site_matcher_sets(site)
+        hosts = site.hosts_from_keys()
+        for host in hosts:
+            if host in ("0.0.0.0", "::"):
+                run.warn(f"site block has an unspecified IP address {host!r} which only matches requests having that "
+                         "Host header; you probably want the 'bind' directive to configure the socket", site.keys[0])
+        force_automate = bool(site.pile.get("tls.force_automate"))
+        if "tls.connection_policy" in site.pile:
+            for value in site.pile["tls.connection_policy"]:
+                cp = copy.deepcopy(value.value)
+                policy_hosts = list(hosts)
+                for h in hosts:
+                    if default_sni and h == default_sni:
+                        policy_hosts.append("")
+                        cp["default_sni"] = default_sni
+                        break
+                    if fallback_sni and h == fallback_sni:
+                        policy_hosts.append("")
+                        cp["fallback_sni"] = fallback_sni
+                        break
+                if policy_hosts:
+                    cp["match"] = {"sni": sorted(policy_hosts)}
+                else:
+                    if default_sni:
+                        cp["default_sni"] = default_sni
+                    if fallback_sni:
+                        cp["fallback_sni"] = fallback_sni
+                settings = {k: v for k, v in cp.items() if k != "match"}
+                if settings or (force_automate and policy_hosts):
+                    policies.append(cp)
+                    has_catch_all_policy = not policy_hosts
+                elif policy_hosts:
+                    empty_policies.append(cp)
+        else:
+            specific = sorted(h for h in hosts if h and "*" not in h)
+            if specific:
+                empty_policies.append({"match": {"sni": specific}})
+        for addr in site.addresses:
+            if _listeners_use_other_port(srv["listen"], http_port) and addr.scheme == "http" and addr.host:
+                skip = auto_https.setdefault("skip", [])
+                if addr.host not in skip:
+                    skip.append(addr.host)
+            has_tls = bool(site.pile.get("tls.connection_policy")) or (
+                bool(addr.host) and addr.host not in auto_https.get("skip", [])
+            )
+            if addr.scheme == "https" or (addr.scheme != "http" and addr.port != http_port and has_tls):
+                qualifies_for_tls = True
+            auto_https_adds_policy = auto_https_adds_policy and (
+                addr.port == https_port or (addr.port != http_port and bool(addr.host))
+            )
+        for value in site.pile.get("listener_wrapper", []):
+            srv.setdefault("listener_wrappers", []).append(value.value)
+
+        subroute = build_subroute(list(site.pile.get("route", [])), run, sort=True)
+        routes = _append_subroute(routes, subroute, matcher_sets, len(blocks))
+        if "error_route" in site.pile:
+            error_values = _sort_error_routes(list(site.pile["error_route"]))
+            combined = {"handler": "subroute", "routes": [r for v in error_values for r in v.value["routes"]]}
+            error_routes = _append_subroute(error_routes, combined, matcher_sets, len(blocks))
+        if logs is not None:
+            _add_site_logs(logs, site, hosts)
+
+    if logs is not None:
+        if "skip_hosts" in logs:
+            logs["skip_hosts"] = sorted(logs["skip_hosts"])
+        srv["logs"] = logs
+    if auto_https:
+        srv["automatic_https"] = auto_https
+    if error_routes:
+        srv["errors"] = {"routes": error_routes}
+    if routes:
+        srv["routes"] = routes
+
+    _check_conflicting_schemes(srv, policies, blocks, http_port, https_port)
+    policies = _shield_client_auth_wildcards(policies, empty_policies)
+    if qualifies_for_tls and not has_catch_all_policy and (
+        policies or not auto_https_adds_policy or default_sni or fallback_sni
+    ):
+        catch_all: dict[str, Any] = {}
+        if default_sni:
+            catch_all["default_sni"] = default_sni
+        if fallback_sni:
+            catch_all["fallback_sni"] = fallback_sni
+        policies.append(catch_all)
+    try:
+        policies = consolidate_conn_policies(policies)
+    except ValueError as exc:
+        raise RwsfileError(pairing.blocks[0].keys[0].file, pairing.blocks[0].keys[0].line,
+                           f"consolidating TLS connection policies: {exc}") from None
+    if policies:
+        srv["tls_connection_policies"] = policies
+    if "routes" in srv:
+        from rws.rwsfile.directives import consolidate_routes
+
+        srv["routes"] = consolidate_routes(srv["routes"])
+    return srv
+
+
+def _check_ambiguous(pairing: Pairing) -> None:
+    for j, a in enumerate(pairing.blocks):
+        for key in a.keys:
+            for k, b in enumerate(pairing.blocks):
+                if k != j and key.text in b.key_texts():
+                    raise key.error(f"ambiguous site definition: {key.text}")
+
+
+def _block_sort_key(site: SiteBlock) -> tuple[int, int, int, int]:
+    """Most specific first: catch-alls last, wildcards after exact names, longer hosts, longer paths."""
+    longest_host = longest_path = ""
+    wildcard = False
+    for addr in site.addresses:
+        if "*" in addr.host or not addr.host:
+            wildcard = True
+        if specificity(addr.host) > specificity(longest_host):
+            longest_host = addr.host
+        if specificity(addr.path) > specificity(longest_path):
+            longest_path = addr.path
+    host_spec = specificity(longest_host)
+    if host_spec == 0:
+        return (1, 0, 0, 0)
+    return (0, 1 if wildcard else 0, -host_spec, -len(longest_path))
+
+
+def _site_matcher_sets(site: SiteBlock) -> list[dict[str, Any]]:
+    """One host (+ path) matcher set per distinct address path; none for a catch-all."""
+    pairs: list[tuple[list[str], list[str]]] = []
+    catch_all = False
+    for addr in site.addresses:
+        chosen = None
+        for hosts, paths in pairs:
+            if (not paths and not addr.path) or (len(paths) == 1 and paths[0] == addr.path):
+                chosen = (hosts, paths)
+                break
+        if chosen is None:
+            chosen = ([], [addr.path] if addr.path else [])
+            pairs.append(chosen)
+        if not addr.host and not catch_all:
+            chosen[0].clear()
+            catch_all = True
+        if catch_all:
+            continue
+        if addr.host and addr.host not in chosen[0]:
+            chosen[0].append(addr.host)
+    sets = []
+    for hosts, paths in pairs:
+        matcher: dict[str, Any] = {}
+        if hosts:
+            matcher["host"] = hosts
+        if paths:
+            matcher["path"] = paths
+        if matcher:
+            sets.append(matcher)
+    return sets
+
+
+def _append_subroute(route_list: list[Any], subroute: dict[str, Any], matcher_sets: list[Any], block_count: int) -> list[Any]:
+    sub_routes = subroute.get("routes", [])
+    if not matcher_sets and not sub_routes and "errors" not in subroute:
+        return route_list
+    wrap = True
+    if not matcher_sets and block_count == 1:
+        wrap = any("host" in ms for r in sub_routes for ms in r.get("match", []))
+    if not wrap:
+        return [*route_list, *sub_routes]
+    route: dict[str, Any] = {}
+    if matcher_sets:
+        route["match"] = matcher_sets
+    if sub_routes or "errors" in subroute:
+        route["handle"] = [subroute]
+    if route:
+        route["terminal"] = True
+        return [*route_list, route]
+    return route_list
+
+
+def _add_named_routes(srv: dict[str, Any], blocks: list[SiteBlock], named_routes: dict[str, tuple[dict[str, Any], list[str]]]) -> None:
+    for site in blocks:
+        for value in site.pile.get("named_route", []):
+            pending = [value.value]
+            while pending:
+                name = pending.pop(0)
+                if name in srv.get("named_routes", {}):
+                    continue
+                if name not in named_routes:
+                    raise site.keys[0].error(f"cannot invoke named route '{name}', which was not defined")
+                route, invoked = named_routes[name]
+                srv.setdefault("named_routes", {})[name] = route
+                pending.extend(invoked)
+
+
+def _add_site_logs(logs: dict[str, Any], site: SiteBlock, hosts: list[str]) -> None:
+    log_hosts = site.hosts_from_keys(logger_mode=True)
+    custom = site.pile.get("custom_log", [])
+    for value in custom:
+        ncl = value.value
+        if ncl.no_hostname:
+            continue
+        names = logs.setdefault("logger_names", {})
+        if site.has_host_catch_all_key() and not ncl.hostnames:
+            logs["default_logger_name"] = ncl.name
+            if not names:
+                del logs["logger_names"]
+        elif ncl.hostnames:
+            for h in ncl.hostnames:
+                names.setdefault(h, []).append(ncl.name)
+        else:
+            for h in log_hosts:
+                try:
+                    host, _ = split_host_port(h)
+                except AddressError:
+                    host = h
+                names.setdefault(host, []).append(ncl.name)
+    if not custom:
+        if not hosts:
+            logs["skip_unmapped_hosts"] = True
+        logs.setdefault("skip_hosts", []).extend(log_hosts)
+        if not logs["skip_hosts"]:
+            del logs["skip_hosts"]
+
+
+def _listeners_use_other_port(addresses: list[str], port: str) -> bool:
+    try:
+        wanted = int(port)
+    except ValueError:
+        return False
+    for lnaddr in addresses:
+        network, slash, rest = lnaddr.partition("/")
+        if slash and network.startswith(("unix", "fd")):
+            continue
+        text = rest if slash else lnaddr
+        try:
+            _, port_text = split_host_port(text)
+        except AddressError:
+            continue
+        start, _, end = port_text.partition("-")
+        try:
+            lo, hi = int(start), int(end or start)
+        except ValueError:
+            continue
+        if wanted > hi or wanted < lo:
+            return True
+    return False
+
+
+def _check_conflicting_schemes(srv: dict[str, Any], policies: list[Any], blocks: list[SiteBlock], http_port: str,
+                               https_port: str) -> None:
+    kind = ""
+    listen = "[" + " ".join(srv["listen"]) + "]"
+    for site in blocks:
+        for addr in site.addresses:
+            if addr.scheme == "http" or addr.port == http_port:
+                want = "HTTP"
+            elif addr.scheme == "https" or addr.port == https_port or policies:
+                want = "HTTPS"
+            elif not addr.host:
+                want = "HTTP"
+            else:
+                continue
+            key = site.keys[site.addresses.index(addr)]
+            if want == "HTTP":
+                if kind == "HTTPS":
+                    message = (f"server listening on {listen} is configured for HTTPS and cannot natively "
+                               f"multiplex HTTP and HTTPS: {addr.original}")
+                    if not addr.scheme and not addr.host:
+                        message += " (try specifying https:// in the address)"
+                    raise key.error(message)
+                if policies:
+                    raise key.error(f"server listening on {listen} is HTTP, but attempts to configure TLS connection policies")
+            elif kind == "HTTP":
+                raise key.error(f"server listening on {listen} is configured for HTTP and cannot natively multiplex "
+                                f"HTTP and HTTPS: {addr.original}")
+            kind = want
+
+
+def _shield_client_auth_wildcards(policies: list[dict[str, Any]], empty_policies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A host under a client-auth wildcard policy, whose own site has no TLS settings,
+    gets a copy of that policy without client auth placed before it."""
+    wildcards: list[list[str]] = []
+    for cp in policies:
+        names = (cp.get("match") or {}).get("sni") if "client_authentication" in cp else None
+        wildcards.append([n for n in names or [] if "*" in n])
+    shielded: list[list[str]] = [[] for _ in policies]
+    for ecp in empty_policies:
+        for host in (ecp.get("match") or {}).get("sni") or []:
+            for i, names in enumerate(wildcards):
+                if any(_match_wildcard(host, n) for n in names):
+                    shielded[i].append(host)
+                    break
+    out = list(policies)
+    for i in range(len(policies) - 1, -1, -1):
+        if not shielded[i]:
+            continue
+        shield = {k: v for k, v in policies[i].items() if k != "client_authentication"}
+        shield["match"] = {"sni": sorted(dict.fromkeys(sorted(shielded[i])))}
+        out.insert(i, shield)
+    return out
+
+
+def _match_wildcard(host: str, pattern: str) -> bool:
+    """certmagic.MatchWildcard: the host with one of its labels replaced by `*` equals the pattern."""
+    if host == pattern:
+        return True
+    if "*" not in pattern:
+        return False
+    labels = host.split(".")
+    for i, label in enumerate(labels):
+        if label and ".".join([*labels[:i], "*", *labels[i + 1:]]) == pattern:
+            return True
+    return False
+
+
+def _sort_error_routes(values: list[Any]) -> list[Any]:
+    """Caddy's order for several `handle_errors` in one site: an insertion sort whose
+    comparison moves each block left unless it has no status matcher and its neighbour
+    has one. Blocks with codes thus come first, later ones before earlier ones."""
+    items = list(values)
+    for i in range(1, len(items)):
+        j = i
+        while j > 0 and not (not _has_match(items[j]) and _has_match(items[j - 1])):
+            items[j], items[j - 1] = items[j - 1], items[j]
+            j -= 1
+    return items
+
+
+def _has_match(value: Any) -> bool:
+    return bool(value.value["routes"][0].get("match"))
+
+
+def _apply_server_options(servers: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    server_opts = options.get("servers")
+    if not server_opts:
+        return servers
+    names: set[str] = set()
+    for opts in server_opts:
+        if opts.name:
+            if opts.name in names:
+                raise RwsfileError("", 0, f"cannot use duplicate server name '{opts.name}'")
+            names.add(opts.name)
+    renames: dict[str, str] = {}
+    for key, srv in servers.items():
+        opts = next((o for o in server_opts if not o.listener_address or o.listener_address in srv["listen"]), None)
+        if opts is None:
+            continue
+        for field in SERVER_OPTION_FIELDS:
+            srv.pop(field, None)
+        srv.update(copy.deepcopy(opts.fields))
+        if opts.log_fields:
+            srv.setdefault("logs", {}).update(opts.log_fields)
+        if opts.name:
+            renames[key] = opts.name
+    if renames:
+        servers = {renames.get(k, k): v for k, v in servers.items()}
+    return servers
