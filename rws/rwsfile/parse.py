@@ -85,6 +85,7 @@ def parse_text(text: str, file: str, environ: dict[str, str] | None = None) -> t
     if not text.endswith("\n"):
         text += "\n"
     try:
+        _check_tokens(list(_parser().lex(text)), file)
         tree = _parser().parse(text)
     except lark.exceptions.UnexpectedCharacters as exc:
         raise RwsfileError(file, exc.line, _unexpected_characters(text, exc)) from None
@@ -132,7 +133,6 @@ def _entry(node: lark.Tree, file: str) -> Entry:
             block = _block(child, file)
         else:
             tokens.append(_token(child, file))
-    _check_line(tokens, block is not None)
     return Entry(tuple(tokens), block, file, tokens[0].line)
 
 
@@ -147,16 +147,24 @@ def _block(node: lark.Tree, file: str) -> tuple[Entry, ...]:
     return tuple(entries)
 
 
-def _check_line(tokens: list[Token], has_block: bool) -> None:
-    for i, tok in enumerate(tokens):
-        if tok.quote:
+def _check_tokens(toks: list[lark.Token], file: str) -> None:
+    """Mistakes the grammar would only notice later, reported where they are."""
+    for i, tok in enumerate(toks):
+        if tok.type != "WORD":
             continue
-        if tok.text == "{":
-            raise tok.error("unexpected next token after '{' on same line")
-        if tok.text == "{}" and i == len(tokens) - 1 and not has_block:
-            raise tok.error("unexpected '{}' at end of line")
-        if tok.text.startswith("<<") and i == len(tokens) - 1:
-            _check_heredoc_start(tok)
+        text = str(tok)
+        at_line_end = i + 1 == len(toks) or toks[i + 1].type in ("_NL", "RBRACE")
+        if text == "{":
+            raise RwsfileError(file, tok.line or 1, "unexpected next token after '{' on same line")
+        if text == "{}" and at_line_end:
+            raise RwsfileError(file, tok.line or 1, "unexpected '{}' at end of line")
+        if text.endswith("{") and at_line_end:
+            raise RwsfileError(
+                file, tok.line or 1,
+                f"{text!r} ends with a curly brace: put a space between the token and the brace",
+            )
+        if text.startswith("<<") and at_line_end:
+            _check_heredoc_start(Token(text, file, tok.line or 1))
 
 
 def _check_heredoc_start(tok: Token) -> None:
