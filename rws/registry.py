@@ -126,6 +126,14 @@ MODULES: dict[str, str] = {
 }
 
 
+# Rwsfile directives and global options that configure no single module (the access
+# `log`, `bind`, the core options), declared the same way: "import.path:ATTRIBUTE".
+SYNTAX: tuple[str, ...] = (
+    "rws.rwsfile.options:CORE_SYNTAX",
+    "rws.observability.log_config:LOG_DIRECTIVES",
+)
+
+
 _loaded: dict[str, ModuleSpec] = {}
 
 
@@ -161,4 +169,13 @@ def all_specs() -> list[ModuleSpec]:
         spec = find(module_id)
         assert spec is not None
         out.append(spec)
+    return out
+
+
+def syntax_specs() -> list[ModuleSpec]:
+    """Every declaration that may own Rwsfile directives or global options."""
+    out = all_specs()
+    for target in SYNTAX:
+        path, _, attr = target.partition(":")
+        out.append(getattr(importlib.import_module(path), attr))
     return out

@@ -28,7 +28,6 @@ from rws.rwsfile.directives import (
 )
 from rws.rwsfile.dispenser import Dispenser
 from rws.rwsfile.imports import Document, ServerBlock, load_text
-from rws.rwsfile.options import CORE_OPTIONS
 from rws.rwsfile.parse import Entry
 from rws.rwsfile.sites import SiteBlock
 
@@ -49,8 +48,8 @@ def adapt_text(text: str, filename: str = "Rwsfile", environ: dict[str, str] | N
 
 
 def global_option_table() -> dict[str, Any]:
-    table = dict(CORE_OPTIONS)
-    for spec in registry.all_specs():
+    table: dict[str, Any] = {}
+    for spec in registry.syntax_specs():
         table.update(spec.options)
     return table
 

@@ -213,9 +213,7 @@ def directive_table() -> dict[str, Directive]:
         from rws import registry
 
         table: dict[str, Directive] = {}
-        for spec in registry.all_specs():
-            if spec.id.startswith("http.matchers."):
-                continue
+        for spec in registry.syntax_specs():
             for name, directive in spec.directives.items():
                 table[name] = directive
         _TABLE = table
@@ -324,7 +322,7 @@ def _same_guard(a: JSON, b: JSON) -> bool:
 
 # --- placeholder shorthands --------------------------------------------------------------
 
-_SIMPLE_SHORTHANDS = {
+SIMPLE_SHORTHANDS = {
     "{host}": "{http.request.host}",
     "{hostport}": "{http.request.hostport}",
     "{port}": "{http.request.port}",
@@ -361,7 +359,7 @@ _SIMPLE_SHORTHANDS = {
     "{upstream_hostport}": "{http.reverse_proxy.upstream.hostport}",
     "{client_ip}": "{http.vars.client_ip}",
 }
-_SIMPLE = re.compile("|".join(re.escape(k) for k in _SIMPLE_SHORTHANDS))
+_SIMPLE = re.compile("|".join(re.escape(k) for k in SIMPLE_SHORTHANDS))
 _PREFIXED = [
     (re.compile(r"\{header\.([\w-]*)\}", re.ASCII), r"{http.request.header.\1}"),
     (re.compile(r"\{cookie\.([\w-]*)\}", re.ASCII), r"{http.request.cookie.\1}"),
@@ -382,7 +380,7 @@ def expand_shorthands(text: str) -> str:
     """Rewrite `{host}`, `{header.X}`, ... to their full placeholder names."""
     if "{" not in text:
         return text
-    text = _SIMPLE.sub(lambda m: _SIMPLE_SHORTHANDS[m.group(0)], text)
+    text = _SIMPLE.sub(lambda m: SIMPLE_SHORTHANDS[m.group(0)], text)
     for pattern, repl in _PREFIXED:
         text = pattern.sub(repl, text)
     return text

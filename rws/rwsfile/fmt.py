@@ -1,22 +1,27 @@
 """`rws fmt`: the canonical layout of an Rwsfile, as the latest Caddy's `caddy fmt` writes it.
 
-Like Caddy's formatter (caddyconfig/caddyfile/formatter.go) this works on raw text, one
-character at a time, and decides every piece of whitespace itself: one tab per nesting level,
+Like Caddy's formatter (caddyconfig/caddyfile/formatter.go) this reads the raw text one
+character at a time and decides every piece of whitespace itself: one tab per nesting level,
 one space between tokens, at most one blank line, `{` at the end of its line, `}` alone on its
 line. Words, comments, placeholders, escapes, quoted and backquoted strings and heredoc bodies
 are copied as they are. It never parses, so it accepts any text.
 
-Where Caddy's formatter loses or moves characters we keep them, so the output always has the
-input's visible characters in the input's order, and formatting twice changes nothing:
+It gives Caddy's output except where Caddy's would mean something else than the input, or
+change again when formatted again. So the output keeps the input's visible characters in
+their order, and formatting twice changes nothing:
 
-- a `<` followed by whitespace keeps that whitespace (Caddy turns `a < b` into `a <b`, and a
-  `<` at the end of one line joins a `<` at the start of the next into a heredoc opener);
-- a backquoted string or a backslash escape that starts a token is laid out like any other
-  token (Caddy leaves the pending line break behind and writes it inside the string);
-- a backslash inside a backquoted string is an ordinary character, as in the lexer;
-- a `{` is never dropped (Caddy drops one at the end of the file and one of `{{`);
-- the character after a `}` that is put on its own line starts a token, as it will when the
-  output is read again.
+- `a < b` keeps its space (Caddy writes `a <b`, and can join a `<` to one on the next line
+  as a heredoc opener);
+- a backquoted string or a backslash escape that starts a token is placed like any other
+  token (Caddy writes the line break due before it later, inside the string);
+- a backslash inside backquotes is an ordinary character, and `#` starts a comment only at
+  the start of a token, as in the lexer;
+- no `{` is dropped (Caddy drops one of `{{`, and one at the very end);
+- `<<EOF` followed by spaces and a line break opens a heredoc whose body is kept (Caddy
+  formats those lines, which become a heredoc body once the spaces are gone); in `<<EOF }`
+  the `}` stays on its line, so that `<<EOF` does not end one; the line break after an
+  invalid opener such as `<<a.b` is an ordinary one;
+- what follows a `}` on its line is read as it will be once the `}` has a line of its own.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ _QUOTE_TRANSITIONS: dict[tuple[_Quote, str], _Quote] = {
 class _Heredoc(Enum):
     CLOSED = "closed"
     OPENING = "opening"  # after `<<`, reading the marker
+    MARKED = "marked"  # after `<<` and a valid marker: a line break opens the body
     OPENED = "opened"  # in the body, until the marker followed by whitespace
 
 
@@ -103,11 +109,12 @@ class _Formatter:
     marker: str = ""
     marker_window: str = ""  # the last len(marker) + 1 characters of the current body line
     angle_starts_token: bool = False  # the previous character was a `<` starting a token
+    continued_line: bool = False  # the previous character was an escaped line break
     # A `{` that starts a token is written only when the next character shows whether it
     # opens a block (whitespace follows) or begins a word such as `{path}`.
     brace: bool = False
     brace_written: bool = False
-    brace_needs_space: bool = False  # no space was written between it and a word on its line
+    brace_needs_space: bool = False  # no space was written yet between it and a word before it
     brace_own_line: bool = False  # a line break came before it
     # A lone `{` line after a top-level `import` line stays on its own line.
     token: list[str] = field(default_factory=list)
@@ -116,6 +123,7 @@ class _Formatter:
 
     def feed(self, ch: str) -> None:
         angle_starts_token, self.angle_starts_token = self.angle_starts_token, False
+        continued_line, self.continued_line = self.continued_line, False
         if self._feed_heredoc(ch, angle_starts_token):
             return
         if self.comment:
@@ -125,7 +133,7 @@ class _Formatter:
         elif ch in _SPACE:
             self._feed_space(ch)
         else:
-            self._feed_visible(ch)
+            self._feed_visible(ch, continued_line)
 
     def result(self) -> str:
         if self.brace and not self.brace_written:
@@ -136,14 +144,21 @@ class _Formatter:
 
     def _feed_heredoc(self, ch: str, angle_starts_token: bool) -> bool:
         """Consume `ch` if it belongs to a heredoc opener or body."""
-        if self.heredoc is _Heredoc.CLOSED:
-            if ch != "<" or not angle_starts_token or self.quote is not _Quote.NONE:
-                return False
-            self._write(ch)
-            self.heredoc, self.space = _Heredoc.OPENING, False
-            return True
-        if self.heredoc is _Heredoc.OPENING:
-            return self._feed_heredoc_marker(ch)
+        match self.heredoc:
+            case _Heredoc.CLOSED:
+                if ch != "<" or not angle_starts_token:
+                    return False
+                self._write(ch)
+                self.heredoc, self.space = _Heredoc.OPENING, False
+                return True
+            case _Heredoc.OPENING:
+                return self._feed_heredoc_marker(ch)
+            case _Heredoc.MARKED:
+                if ch != "\n":
+                    return False  # ordinary whitespace, or a character that ends it all
+                self.heredoc = _Heredoc.OPENED
+                self._write(ch)
+                return True
         self.marker_window = (self.marker_window + ch)[-(len(self.marker) + 1) :]
         if ch in _SPACE and self.marker_window[:-1] == self.marker:
             self.heredoc, self.marker, self.marker_window = _Heredoc.CLOSED, "", ""
@@ -154,22 +169,15 @@ class _Formatter:
         return True
 
     def _feed_heredoc_marker(self, ch: str) -> bool:
-        if ch == "\n":
-            if _HEREDOC_MARKER.fullmatch(self.marker):
-                self.heredoc = _Heredoc.OPENED
-                self._write(ch)
-            else:  # not a heredoc after all; the line break is still whitespace
-                self.heredoc, self.marker, self.space = _Heredoc.CLOSED, "", True
-                self._next_line()
+        if ch not in _SPACE:
+            self.marker += ch
+            self._write(ch)
             return True
-        if ch == "\r":
-            return True  # dropped, as the lexer skips it: `<<EOF\r\n` opens a heredoc
-        if ch in _SPACE:  # `<<word ` is an ordinary token
+        if not _HEREDOC_MARKER.fullmatch(self.marker):  # `<<` and a word: ordinary text
             self.heredoc, self.marker = _Heredoc.CLOSED, ""
             return False
-        self.marker += ch
-        self._write(ch)
-        return True
+        self.heredoc = _Heredoc.MARKED
+        return self._feed_heredoc(ch, angle_starts_token=False)
 
     def _feed_comment(self, ch: str) -> None:
         if ch == "\n":
@@ -182,6 +190,7 @@ class _Formatter:
         if self.escaped:
             self.escaped = False
             self._write(ch)
+            self.continued_line = ch == "\n"
             return True
         if ch != "\\" or self.quote is _Quote.BACKTICK:
             return False
@@ -195,7 +204,7 @@ class _Formatter:
         if ch == '"' and before is _Quote.NONE and not self.space:
             return False  # a " inside a word is an ordinary character
         self.quote = _QUOTE_TRANSITIONS.get((before, ch), before)
-        if before is _Quote.NONE or self.quote is _Quote.NONE and before is not _Quote.DOUBLE:
+        if before is _Quote.NONE or (self.quote is _Quote.NONE and before is not _Quote.DOUBLE):
             return False  # opening and closing characters are laid out as part of a word
         self._write(ch)
         return True
@@ -209,15 +218,19 @@ class _Formatter:
             self._finish_line()
             self.line_breaks += 1
 
-    def _feed_visible(self, ch: str) -> None:
+    def _feed_visible(self, ch: str, continued_line: bool = False) -> None:
         space_prior, self.space = self.space, False
-        if ch == "#":
+        # `<<EOF }` keeps its `}`: on a line of its own, `<<EOF` would open a heredoc
+        after_marker = self.heredoc is _Heredoc.MARKED
+        if after_marker:
+            self.heredoc, self.marker = _Heredoc.CLOSED, ""
+        if ch == "#" and space_prior:  # as in the lexer, `a#b` is a word
             self.comment = True
         if self.brace and space_prior and not self.brace_written:
             self._open_block()
         if ch == "{" and not (self.brace and not self.brace_written and not space_prior):
             self._start_brace(space_prior)
-        elif ch == "}" and (space_prior or not self.brace):
+        elif ch == "}" and (space_prior or continued_line or not self.brace) and not after_marker:
             self._close_block()
         else:
             self._lay_out_word(space_prior)
@@ -230,9 +243,10 @@ class _Formatter:
         self._finish_token()
         self.brace, self.brace_written = True, False
         self.brace_own_line = self.line_breaks > 0
-        self.brace_needs_space = not (space_prior and not self.line_start and not self.brace_own_line)
-        if not self.brace_needs_space:
+        space_written = space_prior and not self.line_start and not self.brace_own_line
+        if space_written:
             self._write(" ")
+        self.brace_needs_space = not space_written
 
     def _open_block(self) -> None:
         """Write the pending `{` at the end of its line, and go one level deeper."""
@@ -255,6 +269,7 @@ class _Formatter:
 
     def _close_block(self) -> None:
         self._finish_token()
+        self.line_first_token = ""  # what follows on this line will start an output line
         if self.last != "\n":
             self._next_line()
         self.nesting = max(self.nesting - 1, 0)

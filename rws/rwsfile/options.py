@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from rws.rwsfile.directives import ConfigValue
+from rws.registry import ModuleSpec
+from rws.rwsfile.directives import ConfigValue, Directive, Helper
 from rws.rwsfile.dispenser import Dispenser
 
 
@@ -383,3 +384,16 @@ CORE_OPTIONS: dict[str, Callable[[Dispenser, Any], Any]] = {
     "metrics": _metrics,
     "servers": _servers,
 }
+
+
+def _bind_directive(h: Helper) -> list[ConfigValue]:
+    """`bind <hosts...> [{ protocols ... }]`: the listener hosts of the site's addresses."""
+    return [ConfigValue("bind", parse_bind(h.d, default_empty=False))]
+
+
+CORE_SYNTAX = ModuleSpec(
+    id="rwsfile.core",
+    config=Any,
+    directives={"bind": Directive(_bind_directive, handler=False)},
+    options=CORE_OPTIONS,
+)

@@ -193,7 +193,32 @@ def _token(tok: lark.Token, file: str) -> Token:
         case "HEREDOC":
             return Token(_heredoc(raw, file, line), file, line, "<")
         case _:
+            if raw.startswith('\\"'):
+                quoted = _escaped_quote_word(raw)
+                if quoted is not None:
+                    return Token(quoted, file, line, '"')
             return Token(raw.replace("\\<", "<"), file, line)
+
+
+def _escaped_quote_word(raw: str) -> str | None:
+    """A word like \\"...": Caddy starts a quoted string at the quote and keeps the escape
+    pending, so the word of a backslash and three quotes is the one-character token '"'.
+    Only whole words of this shape qualify."""
+    out = []
+    escaped = True
+    for i, ch in enumerate(raw[2:], 2):
+        if escaped:
+            if ch != '"':
+                out.append("\\")
+            out.append(ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == '"':
+            return "".join(out) if i == len(raw) - 1 else None
+        else:
+            out.append(ch)
+    return None
 
 
 def _heredoc(raw: str, file: str, line: int) -> str:

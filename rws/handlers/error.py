@@ -1,0 +1,59 @@
+"""The `error` handler: raise an HTTP error for the error routes to handle.
+
+Directive: `error [<matcher>] <status>|<message> [<status>] { message <text> }`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rws.config.decode import WeakString
+from rws.errors import ConfigError
+from rws.handlers.static_response import check_status_arg, is_status_shorthand, status_code_problem, weak_string
+from rws.registry import ModuleSpec
+from rws.rwsfile.directives import Directive, Helper
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorConfig:
+    error: str = ""
+    status_code: WeakString = ""
+
+    def validate(self, path: str) -> None:
+        if self.status_code:
+            problem = status_code_problem(self.status_code)
+            if problem:
+                raise ConfigError(f"{path}.status_code", problem)
+
+
+def _parse_error(h: Helper) -> Any:
+    d = h.d
+    message = status = ""
+    args = d.remaining_args()
+    if len(args) == 1:
+        if is_status_shorthand(args[0]):
+            status = args[0]
+            check_status_arg(d, status)
+        else:
+            message = args[0]
+    elif len(args) == 2:
+        message, status = args
+        check_status_arg(d, status)
+    else:
+        raise d.arg_error()
+    for sub in d.block():
+        if sub.name != "message":
+            raise sub.unknown_subdirective(("message",))
+        if message:
+            raise sub.error("message already specified", sub.tokens[0])
+        message = sub.args_exactly(1)[0]
+    handler: dict[str, Any] = {"handler": "error"}
+    if message:
+        handler["error"] = message
+    if status:
+        handler["status_code"] = weak_string(status)
+    return handler
+
+
+ERROR = ModuleSpec(id="http.handlers.error", config=ErrorConfig, directives={"error": Directive(_parse_error)})

@@ -1,0 +1,1 @@
+"""The `reverse_proxy` handler: config (`config.py`) and Rwsfile directives (`directive.py`)."""

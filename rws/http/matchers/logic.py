@@ -1,0 +1,121 @@
+"""The `not` and `expression` matchers.
+
+`not <type> <args...>` or `not { <type> <args...> ... }` negates one matcher set; several
+`not` lines in one named matcher give several sets, and the request matches when none of
+them does (JSON: a list of matcher sets).
+
+`expression <CEL>` holds a CEL expression (JSON: the expression string, or
+`{"expr": ..., "name": ...}` when the named matcher's name is recorded). rws adapts and
+decodes it, because Caddy's adapter produces it (`handle_errors` with status codes, the
+`@name "..."` shorthand), but cannot evaluate CEL: a tree that uses it fails
+`rws validate` (see `unsupported_expression`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from rws.config.decode import ModuleMap
+from rws.errors import ConfigError
+from rws.registry import ModuleSpec
+from rws.rwsfile.directives import MatcherContext, parse_matcher_lines
+from rws.rwsfile.dispenser import Dispenser
+from rws.rwsfile.parse import Entry, Token
+
+# --- not -----------------------------------------------------------------------------------
+
+
+def _line(tokens: tuple[Token, ...], block: tuple[Entry, ...] | None, entry: Entry) -> Dispenser:
+    return Dispenser(Entry(tokens, block, tokens[0].file, tokens[0].line, entry.imports))
+
+
+def _expression_line(tok: Token, entry: Entry) -> Dispenser:
+    """A quoted token standing alone is shorthand for `expression <token>`."""
+    keyword = Token("expression", tok.file, tok.line, "", tok.imports)
+    return _line((keyword, tok), None, entry)
+
+
+def _nested_lines(tokens: tuple[Token, ...], block: tuple[Entry, ...] | None, entry: Entry) -> list[Dispenser]:
+    """Split one run of tokens (and its block) into matcher lines, as Caddy's nested parse does."""
+    lines = []
+    pos = 0
+    while pos < len(tokens):
+        if tokens[pos].quoted:
+            lines.append(_expression_line(tokens[pos], entry))
+            pos += 1
+            continue
+        lines.append(_line(tokens[pos:], block, entry))
+        return lines
+    return lines
+
+
+def _parse_not(lines: list[Dispenser], ctx: MatcherContext) -> Any:
+    sets = []
+    for d in lines:
+        entry = d.entry
+        if len(d.tokens) > 1:
+            nested = _nested_lines(d.tokens[1:], entry.block, entry)
+        else:
+            nested = []
+            for sub in entry.block or ():
+                if not sub.tokens:
+                    raise d.error("unexpected '{' in not block")
+                nested.extend(_nested_lines(sub.tokens, sub.block, sub))
+        if not nested:
+            raise d.error("malformed not matcher: expected a matcher to negate")
+        # Caddy parses nested sets without the named matcher's name: regexps and
+        # expressions inside `not` get no default name.
+        sets.append(parse_matcher_lines(nested, ""))
+    return sets
+
+
+NOT = ModuleSpec(
+    id="http.matchers.not",
+    config=tuple[Annotated[Any, ModuleMap("http.matchers")], ...],
+    rwsfile=_parse_not,
+)
+
+
+# --- expression ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExpressionConfig:
+    """The object form of an expression: the CEL source and the name used for regexp captures."""
+
+    expr: str
+    name: str = ""
+
+
+EXPRESSION_UNSUPPORTED = "the expression (CEL) matcher is not supported"
+
+
+def unsupported_expression(path: str) -> ConfigError:
+    """The error `rws validate` gives for a tree that uses the expression matcher."""
+    return ConfigError(path, EXPRESSION_UNSUPPORTED)
+
+
+def _raw(tok: Token) -> str:
+    """A token as written, quotes included (heredocs are given as their text)."""
+    if tok.quote in ('"', "`"):
+        return tok.quote + tok.text + tok.quote
+    return tok.text
+
+
+def _parse_expression(lines: list[Dispenser], ctx: MatcherContext) -> Any:
+    # like Caddy, only the first expression line of a named matcher counts
+    d = lines[0]
+    if d.has_block:
+        raise d.error("malformed expression matcher: blocks are not supported")
+    if d.count_remaining_args() > 1:
+        # several tokens: keep their quotes, which may be part of the CEL source
+        return " ".join(_raw(tok) for tok in d.remaining_tokens())
+    if not d.next_arg():
+        raise d.arg_error()
+    if ctx.name:
+        return {"expr": d.val(), "name": ctx.name}
+    return d.val()
+
+
+EXPRESSION = ModuleSpec(id="http.matchers.expression", config=str | ExpressionConfig, rwsfile=_parse_expression)

@@ -1,0 +1,6 @@
+"""Logs, metrics and tracing.
+
+`log_config.py` holds the config side of logging: the writer and encoder modules
+(`caddy.logging.writers.*`, `caddy.logging.encoders.*`), their Rwsfile forms, the `log`
+directive and the `log` global option.
+"""
