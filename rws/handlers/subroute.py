@@ -6,23 +6,21 @@ Directives: `handle`, `handle_path`, `route`, `handle_errors` and `invoke`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from rws.http.config import RouteConfig
 from rws.registry import ModuleSpec
 from rws.rwsfile.directives import ConfigValue, Directive, Helper, build_subroute
-
-if TYPE_CHECKING:
-    from rws.http.config import RouteConfig
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ErrorsConfig:
-    routes: tuple["RouteConfig", ...] = ()
+    routes: tuple[RouteConfig, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubrouteConfig:
-    routes: tuple["RouteConfig", ...] = ()
+    routes: tuple[RouteConfig, ...] = ()
     errors: ErrorsConfig | None = None
 
 

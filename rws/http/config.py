@@ -22,12 +22,7 @@ from rws.http.matchers.ip import PRIVATE_RANGES, prefix_problem, range_problem
 from rws.registry import ModuleSpec
 from rws.rwsfile.dispenser import Dispenser
 
-try:  # written alongside this module; until it exists, policies decode as plain JSON
-    from rws.tls.config import ConnectionPolicyConfig
-except ModuleNotFoundError as exc:  # pragma: no cover - only while rws.tls.config is missing
-    if exc.name != "rws.tls.config":
-        raise
-    ConnectionPolicyConfig = Any  # type: ignore[misc,assignment]
+from rws.tls.config import ConnectionPolicyConfig
 
 MatcherSet = Annotated[Any, ModuleMap("http.matchers")]
 Handler = Annotated[Any, Module("http.handlers", "handler")]

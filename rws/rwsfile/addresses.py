@@ -63,6 +63,8 @@ def parse_address(text: str) -> Address:
         except AddressError:
             host, port = host_part, ""
     if port:
+        if port.startswith("-") and port[1:].isdigit():
+            raise AddressError(f"port {port} is out of range")
         if not port.isdigit():
             raise AddressError(f"invalid port '{port}'")
         if int(port) > 65535:

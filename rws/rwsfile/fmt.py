@@ -84,14 +84,9 @@ def unified_diff_lines(original: str, formatted: str) -> list[str]:
     no line ending; print each followed by "\\n".
     """
     old, new = original.split("\n"), formatted.split("\n")
-    start = _common_prefix_length(old, new)
-    end = _common_suffix_length(old, new, start)
+    start, end = _common_ends(old, new)
     middle = _diff_middle(old[start : len(old) - end], new[start : len(new) - end])
-    return (
-        ["  " + line for line in old[:start]]
-        + middle
-        + ["  " + line for line in old[len(old) - end :]]
-    )
+    return ["  " + line for line in old[:start]] + middle + ["  " + line for line in old[len(old) - end :]]
 
 
 @dataclass(slots=True)
@@ -112,7 +107,7 @@ class _Formatter:
     continued_line: bool = False  # the previous character was an escaped line break
     # A `{` that starts a token is written only when the next character shows whether it
     # opens a block (whitespace follows) or begins a word such as `{path}`.
-    brace: bool = False
+    brace: bool = False  # a `{` was read since the last block opened
     brace_written: bool = False
     brace_needs_space: bool = False  # no space was written yet between it and a word before it
     brace_own_line: bool = False  # a line break came before it
@@ -124,19 +119,25 @@ class _Formatter:
     def feed(self, ch: str) -> None:
         angle_starts_token, self.angle_starts_token = self.angle_starts_token, False
         continued_line, self.continued_line = self.continued_line, False
-        if self._feed_heredoc(ch, angle_starts_token):
+        consumed = (
+            self._feed_heredoc(ch, angle_starts_token)
+            or self._feed_comment(ch)
+            or self._feed_escape(ch)
+            or self._feed_quoted(ch)
+        )
+        if consumed:
             return
-        if self.comment:
-            self._feed_comment(ch)
-        elif self._feed_escape(ch) or self._feed_quoted(ch):
-            return
-        elif ch in _SPACE:
+        if ch in _SPACE:
             self._feed_space(ch)
         else:
             self._feed_visible(ch, continued_line)
 
+    @property
+    def _brace_pending(self) -> bool:
+        return self.brace and not self.brace_written
+
     def result(self) -> str:
-        if self.brace and not self.brace_written:
+        if self._brace_pending:
             self._lay_out_word(space_prior=False)
         return "".join(self.out).strip(_SPACE_CHARS) + "\n"
 
@@ -179,12 +180,15 @@ class _Formatter:
         self.heredoc = _Heredoc.MARKED
         return self._feed_heredoc(ch, angle_starts_token=False)
 
-    def _feed_comment(self, ch: str) -> None:
-        if ch == "\n":
+    def _feed_comment(self, ch: str) -> bool:
+        if not self.comment:
+            return False
+        if ch == "\n":  # written at once: Caddy lets two blank lines follow a comment
             self.comment, self.space = False, True
             self._next_line()
         else:
             self._write(ch)
+        return True
 
     def _feed_escape(self, ch: str) -> bool:
         if self.escaped:
@@ -220,15 +224,16 @@ class _Formatter:
 
     def _feed_visible(self, ch: str, continued_line: bool = False) -> None:
         space_prior, self.space = self.space, False
-        # `<<EOF }` keeps its `}`: on a line of its own, `<<EOF` would open a heredoc
+        # In `<<EOF }` the `}` stays on its line: `<<EOF` ending a line would open a heredoc.
         after_marker = self.heredoc is _Heredoc.MARKED
         if after_marker:
             self.heredoc, self.marker = _Heredoc.CLOSED, ""
         if ch == "#" and space_prior:  # as in the lexer, `a#b` is a word
             self.comment = True
-        if self.brace and space_prior and not self.brace_written:
+        if self._brace_pending and space_prior:
             self._open_block()
-        if ch == "{" and not (self.brace and not self.brace_written and not space_prior):
+        # `{{` is a word; so is `{path}`, whose `}` does not close anything
+        if ch == "{" and not self._brace_pending:
             self._start_brace(space_prior)
         elif ch == "}" and (space_prior or continued_line or not self.brace) and not after_marker:
             self._close_block()
@@ -290,7 +295,7 @@ class _Formatter:
                 self._blank_line()
         elif space_prior:
             self._write(" ")
-        if self.brace and not self.brace_written:
+        if self._brace_pending:
             self._write("{")
             self.brace_written = True
 
@@ -305,7 +310,7 @@ class _Formatter:
         self._finish_token()
         if self.line_first_token:
             self.after_top_level_import = self.nesting == 0 and self.line_first_token == "import"
-        elif not (self.brace and self.brace_own_line and not self.brace_written):
+        elif not (self._brace_pending and self.brace_own_line):
             self.after_top_level_import = False  # a blank line, not a lone `{` line
         self.line_first_token = ""
 
@@ -328,19 +333,16 @@ class _Formatter:
         self._next_line()
 
 
-def _common_prefix_length(old: list[str], new: list[str]) -> int:
+def _common_ends(old: list[str], new: list[str]) -> tuple[int, int]:
+    """How many lines both texts share at the start, and then at the end (where, like Caddy's
+    diff library, the count stops one line short of the shared start)."""
     start = 0
     while start < len(old) and start < len(new) and old[start] == new[start]:
         start += 1
-    return start
-
-
-def _common_suffix_length(old: list[str], new: list[str], start: int) -> int:
-    # Like Caddy's diff library, this stops one short of the common prefix.
-    i, j, end = len(old) - 1, len(new) - 1, 0
-    while i > start and j > start and old[i] == new[j]:
-        i, j, end = i - 1, j - 1, end + 1
-    return end
+    end = 0
+    while len(old) - 1 - end > start and len(new) - 1 - end > start and old[-1 - end] == new[-1 - end]:
+        end += 1
+    return start, end
 
 
 def _diff_middle(old: list[str], new: list[str]) -> list[str]:

@@ -311,14 +311,13 @@ def _srv_trusted_proxies(d: Dispenser, opts: ServerOptions) -> None:
 
 
 def _srv_client_ip_headers(d: Dispenser, opts: ServerOptions) -> None:
-    headers: list[str] = []
+    headers: list[str] = opts.fields.setdefault("client_ip_headers", [])
     for header in d.remaining_args():
         if header in headers:
             raise d.error(f"client IP header {header} specified more than once")
         headers.append(header)
     if d.has_block:
         raise d.arg_error()
-    opts.fields["client_ip_headers"] = headers
 
 
 def _srv_metrics(d: Dispenser, opts: ServerOptions) -> None:

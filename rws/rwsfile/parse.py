@@ -163,7 +163,8 @@ def _check_tokens(toks: list[lark.Token], file: str) -> None:
                 file, tok.line or 1,
                 f"{text!r} ends with a curly brace: put a space between the token and the brace",
             )
-        if text.startswith("<<") and at_line_end:
+        followed_by_space = i + 1 < len(toks) and str(toks[i + 1]).startswith(" ")
+        if text.startswith("<<") and at_line_end and not followed_by_space:
             _check_heredoc_start(Token(text, file, tok.line or 1))
 
 

@@ -30,7 +30,7 @@ from rws.tls.automation import (
     qualifies_for_public_cert_in,
 )
 from rws.tls.directive import CertLoader, default_issuers
-from rws.tls.issuers import put
+from rws.tls.forms import put
 from rws.tls.names import is_tailscale, qualifies_for_cert, qualifies_for_public_cert
 
 JSON = Any
@@ -184,7 +184,8 @@ def _site_policy(block: SiteBlock, options: dict[str, Any], catch_all: Automatio
 
     if ap.issuers:
         return ap, None
-    internal, external = [], []
+    internal: list[str] = []
+    external: list[str] = []
     for subject in ap.subjects:
         if is_tailscale(subject):
             continue

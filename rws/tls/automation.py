@@ -9,10 +9,10 @@ distinction decides, for example, whether two policies count as using the same i
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
-from rws.tls.issuers import put
+from rws.tls.forms import put
 from rws.tls.names import is_internal, is_ip, is_tailscale, match_wildcard
 
 JSON = Any
@@ -38,7 +38,7 @@ class AutomationPolicy:
 
     def same(self, other: AutomationPolicy) -> bool:
         """Go's reflect.DeepEqual of two policies."""
-        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)  # type: ignore[attr-defined]
+        return all(getattr(self, f.name) == getattr(other, f.name) for f in fields(self))
 
     def to_json(self) -> dict[str, JSON]:
         out: dict[str, JSON] = {}
@@ -163,7 +163,7 @@ def _same_issuers(a: AutomationPolicy, b: AutomationPolicy) -> bool:
 def _uses_default_internal_issuer(ap: AutomationPolicy) -> bool:
     if not ap.issuers_raw and not ap.issuers:
         return _implicit_issuer_class(ap) == "internal"
-    return len(ap.issuers_raw or []) == 1 and not ap.issuers and (ap.issuers_raw or [None])[0] == {"module": "internal"}
+    return ap.issuers_raw == [{"module": "internal"}] and not ap.issuers
 
 
 def _compatible_implicit_issuers(a: AutomationPolicy, b: AutomationPolicy) -> bool:

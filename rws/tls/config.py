@@ -3,14 +3,14 @@ modules they name (certificate loaders, handshake matchers, CA pools, ...).
 
 The classes mirror the JSON that Caddy's `tls` and `pki` apps take, field for field. The
 Rwsfile forms (the `tls` directive, the TLS global options, `issuer acme { ... }` and
-friends) live in `rws.tls.directive`, `rws.tls.options` and `rws.tls.issuers`; the
+friends) live in `rws.tls.directive`, `rws.tls.options` and `rws.tls.forms`; the
 adapter step that builds `apps.tls` and `apps.pki` from site blocks is `rws.tls.adapt`.
 """
 
 from __future__ import annotations
 
-import binascii
 import base64
+import binascii
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -19,7 +19,7 @@ from rws.config.decode import Duration, Module, ModuleMap
 from rws.errors import ConfigError
 from rws.registry import ModuleSpec
 from rws.rwsfile.directives import Directive
-from rws.tls import directive, issuers, options
+from rws.tls import directive, forms, options
 
 # --- vocabularies --------------------------------------------------------------------
 
@@ -458,9 +458,9 @@ TLS_APP = ModuleSpec(
 )
 PKI_APP = ModuleSpec("pki", PKIAppConfig, options={"pki": options.parse_pki})
 
-ACME_ISSUER = ModuleSpec("tls.issuance.acme", ACMEIssuerConfig, rwsfile=issuers.parse_acme_issuer)
-INTERNAL_ISSUER = ModuleSpec("tls.issuance.internal", InternalIssuerConfig, rwsfile=issuers.parse_internal_issuer)
-ZEROSSL_ISSUER = ModuleSpec("tls.issuance.zerossl", ZeroSSLIssuerConfig, rwsfile=issuers.parse_zerossl_issuer)
+ACME_ISSUER = ModuleSpec("tls.issuance.acme", ACMEIssuerConfig, rwsfile=forms.parse_acme_issuer)
+INTERNAL_ISSUER = ModuleSpec("tls.issuance.internal", InternalIssuerConfig, rwsfile=forms.parse_internal_issuer)
+ZEROSSL_ISSUER = ModuleSpec("tls.issuance.zerossl", ZeroSSLIssuerConfig, rwsfile=forms.parse_zerossl_issuer)
 
 LOAD_FILES = ModuleSpec("tls.certificates.load_files", tuple[CertKeyFilePairConfig, ...])
 LOAD_FOLDERS = ModuleSpec("tls.certificates.load_folders", tuple[str, ...])
@@ -468,14 +468,14 @@ LOAD_PEM = ModuleSpec("tls.certificates.load_pem", tuple[CertKeyPEMPairConfig, .
 LOAD_STORAGE = ModuleSpec("tls.certificates.load_storage", StorageLoaderConfig)
 AUTOMATE = ModuleSpec("tls.certificates.automate", tuple[str, ...])
 
-MATCH_SNI = ModuleSpec("tls.handshake_match.sni", tuple[str, ...], rwsfile=issuers.parse_match_sni)
-MATCH_REMOTE_IP = ModuleSpec("tls.handshake_match.remote_ip", MatchRemoteIPConfig, rwsfile=issuers.parse_match_remote_ip)
-MATCH_LOCAL_IP = ModuleSpec("tls.handshake_match.local_ip", MatchLocalIPConfig, rwsfile=issuers.parse_match_local_ip)
+MATCH_SNI = ModuleSpec("tls.handshake_match.sni", tuple[str, ...], rwsfile=forms.parse_match_sni)
+MATCH_REMOTE_IP = ModuleSpec("tls.handshake_match.remote_ip", MatchRemoteIPConfig, rwsfile=forms.parse_match_remote_ip)
+MATCH_LOCAL_IP = ModuleSpec("tls.handshake_match.local_ip", MatchLocalIPConfig, rwsfile=forms.parse_match_local_ip)
 
-PERMISSION_HTTP = ModuleSpec("tls.permission.http", PermissionByHTTPConfig, rwsfile=issuers.parse_permission_http)
-GET_CERTIFICATE_HTTP = ModuleSpec("tls.get_certificate.http", HTTPCertGetterConfig, rwsfile=issuers.parse_get_certificate_http)
+PERMISSION_HTTP = ModuleSpec("tls.permission.http", PermissionByHTTPConfig, rwsfile=forms.parse_permission_http)
+GET_CERTIFICATE_HTTP = ModuleSpec("tls.get_certificate.http", HTTPCertGetterConfig, rwsfile=forms.parse_get_certificate_http)
 
-CA_POOL_FILE = ModuleSpec("tls.ca_pool.source.file", FileCAPoolConfig, rwsfile=issuers.parse_ca_pool_file)
-CA_POOL_INLINE = ModuleSpec("tls.ca_pool.source.inline", InlineCAPoolConfig, rwsfile=issuers.parse_ca_pool_inline)
+CA_POOL_FILE = ModuleSpec("tls.ca_pool.source.file", FileCAPoolConfig, rwsfile=forms.parse_ca_pool_file)
+CA_POOL_INLINE = ModuleSpec("tls.ca_pool.source.inline", InlineCAPoolConfig, rwsfile=forms.parse_ca_pool_inline)
 
 STEK_STANDARD = ModuleSpec("tls.stek.standard", StandardSTEKConfig)

@@ -26,8 +26,8 @@ from typing import Any
 
 from rws.rwsfile.directives import ConfigValue, Helper
 from rws.rwsfile.dispenser import Dispenser
-from rws.tls import issuers as forms
-from rws.tls.issuers import put
+from rws.tls import forms
+from rws.tls.forms import put
 
 JSON = Any
 

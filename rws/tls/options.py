@@ -30,9 +30,9 @@ from typing import Any, Callable
 
 from rws.rwsfile.dispenser import Dispenser
 from rws.rwsfile.parse import Token
-from rws.tls import issuers as forms
+from rws.tls import forms
 from rws.tls.directive import parse_ratio
-from rws.tls.issuers import put
+from rws.tls.forms import put
 
 JSON = Any
 

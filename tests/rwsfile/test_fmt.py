@@ -12,6 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rws.errors import RwsfileError
+from rws.rwsfile.adapt import adapt_text
 from rws.rwsfile.fmt import format_rwsfile, unified_diff_lines
 
 CASES_DIR = Path(__file__).parent / "fmt_cases"
@@ -35,7 +37,11 @@ CADDY_RULES = [
     ("an empty block on one line is split", "a {  }", "a {\n}\n"),
     ("a word glued after } starts a new block, after a blank line", "a {\n}b {\n}", "a {\n}\n\nb {\n}\n"),
     ("no blank line is added between blocks on consecutive lines", "a {\n}\nb {\n}", "a {\n}\nb {\n}\n"),
-    ("blocks inside blocks on consecutive lines stay together", "a {\n{\n{\n}\n}\n}", "a {\n\t{\n\t\t{\n\t\t}\n\t}\n}\n"),
+    (
+        "blocks inside blocks on consecutive lines stay together",
+        "a {\n{\n{\n}\n}\n}",
+        "a {\n\t{\n\t\t{\n\t\t}\n\t}\n}\n",
+    ),
     ("an inline comment gets one space before it and keeps its text", "a b    # c   d", "a b # c   d\n"),
     ("comment lines are indented like directives", "a {\n# c\n   # d\n}", "a {\n\t# c\n\t# d\n}\n"),
     ("a comment after { moves to the next line", "a { # c\n}", "a {\n\t# c\n}\n"),
@@ -57,8 +63,16 @@ CADDY_RULES = [
         'block {respond `braces: {{now | date "2006"}}`}\n',
     ),
     ("placeholders are words", "a {path}  b{x}c", "a {path} b{x}c\n"),
-    ("a { inside a word followed by a space opens a block", "foo{bar} foo{ bar}baz", "foo{bar} foo {\n\tbar\n}\n\nbaz\n"),
-    ("environment placeholders are words", "{$A}\n\nb {\n{$C}\n}\n\nd { {$E}\n}", "{$A}\n\nb {\n\t{$C}\n}\n\nd {\n\t{$E}\n}\n"),
+    (
+        "a { inside a word followed by a space opens a block",
+        "foo{bar} foo{ bar}baz",
+        "foo{bar} foo {\n\tbar\n}\n\nbaz\n",
+    ),
+    (
+        "environment placeholders are words",
+        "{$A}\n\nb {\n{$C}\n}\n\nd { {$E}\n}",
+        "{$A}\n\nb {\n\t{$C}\n}\n\nd {\n\t{$E}\n}\n",
+    ),
     ("an environment placeholder can be a site address", ":{$PORT} {\nb\n}", ":{$PORT} {\n\tb\n}\n"),
     ("escapes are copied", 'a   \\"b  c\\"', 'a \\"b c\\"\n'),
     ("an escaped line break continues the line", "a \\\n    b", "a \\\n b\n"),
@@ -98,7 +112,12 @@ KEPT_MEANING = [
     ("a { glued to a pending { is kept", "a {{x}}", "a {{x}}\n", "a {x}}\n"),
     ("a backquoted string starting a line stays whole", "a\n`b  c`", "a\n`b  c`\n", "a `b  c\n`\n"),
     ("an escape starting a line stays on its line", "a\n\\b", "a\n\\b\n", "a \\b\n"),
-    ("a backslash inside backquotes does not escape the closing one", "a `x\\` b   c", "a `x\\` b c\n", "a `x\\` b   c\n"),
+    (
+        "a backslash inside backquotes does not escape the closing one",
+        "a `x\\` b   c",
+        "a `x\\` b c\n",
+        "a `x\\` b   c\n",
+    ),
     ("# inside a word does not start a comment", "redir /a#b   /c", "redir /a#b /c\n", "redir /a#b   /c\n"),
     (
         "spaces after a heredoc marker do not hide the heredoc",
@@ -106,8 +125,24 @@ KEPT_MEANING = [
         "a <<EOF\n  b   c\nEOF\n",
         "a <<EOF\nb c\nEOF\n",
     ),
-    ("a } after <<MARKER stays on its line", "a {\nb <<EOF }\n}", "a {\n\tb <<EOF }\n}\n", "a {\n\tb <<EOF\n}\n}\n"),
-    ("}} after a placeholder closes two blocks", "a {\nb {\nc {x}\n}}", "a {\n\tb {\n\t\tc {x}\n\t}\n}\n", "a {\n\tb {\n\t\tc {x}\n\t}\t}\n"),
+    (
+        "a heredoc in a file with CRLF line ends keeps its body",
+        "a <<EOF\r\n  b   c\r\nEOF\r\n",
+        "a <<EOF\n  b   c\r\nEOF\n",
+        "a <<EOF\nb c\nEOF\n",
+    ),
+    (
+        "a } after <<MARKER stays on its line",
+        "a {\nb <<EOF }\n}",
+        "a {\n\tb <<EOF }\n}\n",
+        "a {\n\tb <<EOF\n}\n}\n",
+    ),
+    (
+        "}} after a placeholder closes two blocks",
+        "a {\nb {\nc {x}\n}}",
+        "a {\n\tb {\n\t\tc {x}\n\t}\n}\n",
+        "a {\n\tb {\n\t\tc {x}\n\t}\t}\n",
+    ),
 ]
 
 # Inputs on which Caddy 2.6.2 (the packaged binary) and the latest Caddy agree: no backquotes
@@ -118,7 +153,10 @@ CADDY_262_INPUTS = [
     "a{\n\tb\n}\n\nc{ d\n}",
     "abc {\n\tdef\n}ghi{\n\tjkl mno\npqr}",
     'site {\n  # comment   with   spaces\n    respond   "a   b"   200   # trailing\n}',
-    "example.com {\n\treverse_proxy localhost:8080 {\n        lb_policy  first\n  }\n}\n\n\n\nwww.example.com {\n  redir https://example.com{uri}\n}",
+    (
+        "example.com {\n\treverse_proxy localhost:8080 {\n        lb_policy  first\n  }\n}\n\n\n\n"
+        "www.example.com {\n  redir https://example.com{uri}\n}"
+    ),
     "a {\n\n\n\tb\n\n\n\tc\n\n\n}",
     "{\n\temail {$ACMEEMAIL}\n\t#debug\n\t}\n\n\tblock {\n\t}\n",
     "a\n{\n\t{\n}}}",
@@ -133,7 +171,9 @@ CADDY_262_INPUTS = [
 needs_caddy = pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy is not on PATH")
 
 
-@pytest.mark.parametrize(("text", "expected"), [c[1:] for c in CADDY_RULES], ids=[c[0] for c in CADDY_RULES])
+@pytest.mark.parametrize(
+    ("text", "expected"), [c[1:] for c in CADDY_RULES], ids=[c[0] for c in CADDY_RULES]
+)
 def test_caddy_layout_rule(text: str, expected: str) -> None:
     assert format_rwsfile(text) == expected
 
@@ -147,12 +187,12 @@ def test_meaning_kept_where_caddy_would_change_it(text: str, expected: str) -> N
 
 @pytest.mark.parametrize("case", sorted(CASES_DIR.glob("*.rwsfile")), ids=lambda p: p.stem)
 def test_golden_file(case: Path) -> None:
-    expected = case.with_suffix(".fmt").read_text(encoding="utf-8")
-    assert format_rwsfile(case.read_text(encoding="utf-8")) == expected
+    expected = case.with_suffix(".fmt").read_bytes().decode()
+    assert format_rwsfile(case.read_bytes().decode()) == expected
 
 
 def test_canonical_file_is_unchanged() -> None:
-    text = (CASES_DIR / "canonical.rwsfile").read_text(encoding="utf-8")
+    text = (CASES_DIR / "canonical.rwsfile").read_bytes().decode()
     assert format_rwsfile(text) == text
 
 
@@ -166,8 +206,8 @@ def test_formatting_twice_changes_nothing(text: str) -> None:
 
 
 @pytest.mark.parametrize("text", [c[3] for c in KEPT_MEANING], ids=[c[0] for c in KEPT_MEANING])
-def test_caddy_output_for_kept_cases_is_itself_formatted_input(text: str) -> None:
-    """What Caddy writes for those inputs is valid input to us too, and stays stable."""
+def test_caddy_output_for_kept_cases_formats_stably(text: str) -> None:
+    """What Caddy writes for those inputs is accepted too, and formatting it twice changes nothing."""
     once = format_rwsfile(text)
     assert format_rwsfile(once) == once
 
@@ -258,6 +298,55 @@ def test_soup_keeps_every_visible_character_in_order(text: str) -> None:
 @settings(max_examples=500, deadline=None)
 @given(st.text())
 def test_any_text_gives_a_trimmed_text_with_one_final_newline(text: str) -> None:
-    body, final = format_rwsfile(text)[:-1], format_rwsfile(text)[-1]
+    result = format_rwsfile(text)
+    body, final = result[:-1], result[-1]
     assert final == "\n"
     assert body == "" or not (_GO_SPACE.fullmatch(body[0]) or _GO_SPACE.fullmatch(body[-1]))
+
+
+SITE_ADDRESSES = ["example.com", ":8080", "localhost", "http://a.com, http://b.com"]
+SITE_LINES = [
+    'respond "hi  there" 200',
+    "respond `a  b {x}`",
+    "respond <<EOF\n\t  body  x\n\tEOF 200",
+    "respond {path}",
+    "respond {$GREETING}",
+    "file_server",
+    "root * /srv",
+    "encode gzip zstd",
+    "reverse_proxy localhost:9000",
+    "redir /a /b",
+    "handle /api/* {\nrespond x\n}",
+    'header {\n-Server\nX-B "c  d"\n}',
+    "# a comment  {",
+]
+line_break = st.sampled_from(["\n", "\n\n", "\n\n\n", "\n  ", "\n\t\t"])
+
+
+def site(address: str) -> st.SearchStrategy[str]:
+    """A site block with its `{` and `}` placed in the ways people write them."""
+    return st.builds(
+        lambda brace, lines, close: address + brace + "".join(lines) + close,
+        st.sampled_from([" {", "  {", "\t{", "\n{", " { "]),
+        st.lists(st.builds(str.__add__, line_break, st.sampled_from(SITE_LINES)), max_size=5),
+        st.sampled_from(["\n}", "\n  }", "\n\t}", "\n\n}"]),
+    )
+
+
+rwsfiles = st.lists(st.sampled_from(SITE_ADDRESSES), min_size=1, max_size=3, unique=True).flatmap(
+    lambda addresses: st.tuples(*(site(address) for address in addresses), line_break).map(
+        lambda parts: parts[-1].join(parts[:-1])
+    )
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rwsfiles, st.sampled_from([" ", "  ", "\t"]))
+def test_formatting_never_changes_the_adapted_config(text: str, spacing: str) -> None:
+    text = text.replace(" ", spacing)
+    environ = {"GREETING": "hello"}
+    try:
+        expected = adapt_text(text, "Rwsfile", environ)[0]
+    except RwsfileError:
+        return  # not a valid Rwsfile: nothing to compare
+    assert adapt_text(format_rwsfile(text), "Rwsfile", environ)[0] == expected

@@ -104,7 +104,8 @@ def test_a_pki_app_decodes() -> None:
      "apps.tls.automation.policies[0].issuers[0].module", "unknown module 'tls.issuance.letsencrypt'"),
     ({"automation": {"policies": [{"issuers": [{"module": "acme", "challenges": {"dns": {"ttl": "1m"}}}]}]}},
      "apps.tls.automation.policies[0].issuers[0].challenges.dns", "no DNS provider"),
-    ({"automation": {"policies": [{"issuers": [{"module": "acme", "challenges": {"dns": {"provider": {"name": "cloudflare"}}}}]}]}},
+    ({"automation": {"policies": [{"issuers": [
+        {"module": "acme", "challenges": {"dns": {"provider": {"name": "cloudflare"}}}}]}]}},
      "apps.tls.automation.policies[0].issuers[0].challenges.dns.provider.name", "unknown module 'dns.providers.cloudflare'"),
     ({"automation": {"policies": [{}, {}]}}, "apps.tls.automation.policies[1]", "second policy that acts as default"),
     ({"automation": {"policies": [{"subjects": ["a"]}, {"subjects": ["a"]}]}},

@@ -8,7 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rws.tls.automation import go_stable_sort
-from rws.tls.names import is_internal, is_ip, match_wildcard, qualifies_for_cert, qualifies_for_public_cert
+from rws.tls.names import (
+    is_internal,
+    is_ip,
+    match_wildcard,
+    qualifies_for_cert,
+    qualifies_for_public_cert,
+)
 
 
 @pytest.mark.parametrize(("name", "public"), [

@@ -38,7 +38,8 @@ def test_cert_issuer_repeats_in_fallback_order(adapt: Adapt) -> None:
 
 def test_preferred_chains_smallest(adapt: Adapt) -> None:
     config = adapt("{\n\tpreferred_chains smallest\n}\n" + HOSTLESS)
-    assert tls_app(config)["automation"]["policies"] == [{"issuers": [{"module": "acme", "preferred_chains": {"smallest": True}}]}]
+    issuer = {"module": "acme", "preferred_chains": {"smallest": True}}
+    assert tls_app(config)["automation"]["policies"] == [{"issuers": [issuer]}]
 
 
 def test_on_demand_ask_becomes_an_http_permission(adapt: Adapt) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from rws.config.values import duration_ns
 from rws.errors import RwsfileError
 from rws.rwsfile.dispenser import Dispenser
 
@@ -20,8 +19,9 @@ JSON = Any
 
 
 def put(obj: dict[str, JSON], key: str, value: JSON) -> None:
-    """Set `key`, or remove it when `value` is a zero value (Go's `omitempty`)."""
-    if value is None or value is False or value == "" or value == 0 and not isinstance(value, bool) or value == []:
+    """Set `key`, or remove it when `value` is a zero value (Go's `omitempty`). Empty
+    objects are kept: in Caddy's structs they are pointers, which omitempty keeps."""
+    if value is None or value is False or value == "" or value == [] or (type(value) in (int, float) and value == 0):
         obj.pop(key, None)
     else:
         obj[key] = value
