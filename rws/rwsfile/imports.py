@@ -9,7 +9,6 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 
-from rws.errors import RwsfileError
 from rws.rwsfile.parse import Entry, Token, parse_text
 
 
@@ -252,9 +251,61 @@ def _block_mapping(entry: Entry) -> dict[str, tuple[Entry, ...]]:
     return mapping
 
 
-_ARG_INDEX = re.compile(r"\{args\[(\d+)\]\}")
-_ARG_INDEX_OLD = re.compile(r"\{args\.(\d+)\}")
+_ARG_INDEX = re.compile(r"args\[(\d+)\]")
+_ARG_INDEX_OLD = re.compile(r"args\.(\d+)")
 _ARG_RANGE = re.compile(r"\{args\[(-?\d*):(-?\d*)\]\}")
+
+
+def _arg_value(key: str, args: list[str]) -> str | None:
+    m = _ARG_INDEX_OLD.fullmatch(key) or _ARG_INDEX.fullmatch(key)
+    if m is None or int(m.group(1)) >= len(args):
+        return None
+    return args[int(m.group(1))]
+
+
+def replace_args(text: str, args: list[str]) -> str:
+    """Caddy's replacement of known placeholders in an imported token: `{args[N]}` and
+    `{args.N}` become arguments, other placeholders stay, and `\\{` / `\\}` lose their
+    backslash (as every imported token containing a brace does in Caddy)."""
+    if "{" not in text and "}" not in text:
+        return text
+    out: list[str] = []
+    last = i = 0
+    n = len(text)
+    while i < n:
+        if i > 0 and text[i - 1] == "\\" and text[i] in "{}":
+            out.append(text[last:i - 1])
+            last = i
+            i += 1
+            continue
+        if text[i] != "{":
+            i += 1
+            continue
+        end = text.find("}", i)
+        if end < 0:
+            i += 1
+            continue
+        while 0 < end < n - 1 and text[end - 1] == "\\":
+            following = text.find("}", end + 1)
+            if following < 0:
+                end = -1
+                break
+            end = following
+        if end < 0:
+            i += 1
+            continue
+        value = _arg_value(text[i + 1:end], args)
+        if value is None:
+            out.append(text[last:i])
+            last = i
+            i += 1
+            continue
+        out.append(text[last:i])
+        out.append(value)
+        last = end + 1
+        i = end + 1
+    out.append(text[last:])
+    return "".join(out)
 
 
 def _substitute(entry: Entry, args: list[str], blocks: dict[str, tuple[Entry, ...]], label: str) -> Entry:
@@ -269,11 +320,7 @@ def _substitute(entry: Entry, args: list[str], blocks: dict[str, tuple[Entry, ..
             if 0 <= start <= end <= len(args):
                 tokens.extend(replace(tok, text=a) for a in args[start:end])
                 continue
-        text = _ARG_INDEX.sub(lambda m: args[int(m.group(1))] if int(m.group(1)) < len(args) else m.group(0), tok.text)
-        text = _ARG_INDEX_OLD.sub(
-            lambda m: args[int(m.group(1))] if int(m.group(1)) < len(args) else m.group(0), text
-        )
-        tokens.append(replace(tok, text=text))
+        tokens.append(replace(tok, text=replace_args(tok.text, args)))
     block = None
     if entry.block is not None:
         block = _splice_blocks(tuple(_substitute(e, args, blocks, label) for e in entry.block), blocks)

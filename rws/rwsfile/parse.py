@@ -82,8 +82,7 @@ def parse_text(text: str, file: str, environ: dict[str, str] | None = None) -> t
     if text.startswith("\ufeff"):
         text = text[1:]
     text = substitute_env(text, environ)
-    if not text.endswith("\n"):
-        text += "\n"
+    text += "\n"  # every line ends, even one continued by a final backslash
     try:
         _check_tokens(list(_parser().lex(text)), file)
         tree = _parser().parse(text)

@@ -150,7 +150,8 @@ def _build_server(pairing: Pairing, run: AdaptState, named_routes: dict[str, tup
         if flag:
             auto_https[flag] = True
 
-    blocks = sorted(pairing.blocks, key=_block_sort_key)
+    pairing.blocks.sort(key=block_sort_key)  # in place: the TLS app reads them in this order
+    blocks = pairing.blocks
     routes: list[Any] = []
     error_routes: list[Any] = []
     policies: list[dict[str, Any]] = []
@@ -267,7 +268,7 @@ def _check_ambiguous(pairing: Pairing) -> None:
                     raise key.error(f"ambiguous site definition: {key.text}")
 
 
-def _block_sort_key(site: SiteBlock) -> tuple[int, int, int, int]:
+def block_sort_key(site: SiteBlock) -> tuple[int, int, int, int]:
     """Most specific first: catch-alls last, wildcards after exact names, longer hosts, longer paths."""
     longest_host = longest_path = ""
     wildcard = False

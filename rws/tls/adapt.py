@@ -59,7 +59,7 @@ def build_tls_app(pairings: list[Pairing], options: dict[str, Any], run: AdaptSt
         listeners = [a.address for a in pairing.addresses]
         if not _listeners_use_any_port_other_than(listeners, http_port):
             continue  # an HTTP-only server needs no certificates
-        for block in _sorted_blocks(pairing):
+        for block in pairing.blocks:  # sorted most specific first when the server was built
             if block.is_all_http():
                 continue
             ap, ap2 = _site_policy(block, options, catch_all, forced, http_port)
@@ -110,14 +110,6 @@ def build_tls_app(pairings: list[Pairing], options: dict[str, Any], run: AdaptSt
     if certificates:
         tls["certificates"] = certificates
     return tls or None
-
-
-def _sorted_blocks(pairing: Pairing) -> list[SiteBlock]:
-    """The pairing's site blocks most specific first, the order Caddy leaves them in after
-    building the server (the policies' order depends on it)."""
-    from rws.rwsfile.servers import _block_sort_key
-
-    return sorted(pairing.blocks, key=_block_sort_key)
 
 
 def _private_copy(options: dict[str, Any]) -> dict[str, Any]:

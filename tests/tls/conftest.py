@@ -30,6 +30,9 @@ CADDY = shutil.which("caddy")
 def tls_view(config: dict[str, Any]) -> dict[str, Any]:
     apps = config.get("apps", {})
     view: dict[str, Any] = {k: apps[k] for k in ("tls", "pki") if k in apps}
+    automate = view.get("tls", {}).get("certificates", {}).get("automate")
+    if automate:  # Caddy 2.6.2 lists these in map order; the latest sorts them
+        view["tls"]["certificates"]["automate"] = sorted(automate)
     for name, server in apps.get("http", {}).get("servers", {}).items():
         parts = {k: server[k] for k in ("tls_connection_policies", "automatic_https") if k in server}
         if parts:
