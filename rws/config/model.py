@@ -201,10 +201,10 @@ def strip_ids(value: Any) -> Any:
 # --- checks on the whole tree --------------------------------------------------------------
 
 
-def _refuse_expression(config: Any, path: str) -> None:
-    from rws.http.matchers.logic import unsupported_expression
+def _check_expression(config: Any, path: str) -> None:
+    from rws.http.matchers.logic import check_expression
 
-    raise unsupported_expression(path)
+    check_expression(config, path)
 
 
 def _check_hosts(config: Any, path: str) -> None:
@@ -222,7 +222,7 @@ def _check_methods(config: Any, path: str) -> None:
 # module ID -> a check that decoding cannot make (the config is a plain list or string),
 # or the refusal of a module rws decodes but cannot run
 PROVISION_CHECKS: dict[str, Callable[[Any, str], None]] = {
-    "http.matchers.expression": _refuse_expression,
+    "http.matchers.expression": _check_expression,
     "http.matchers.host": _check_hosts,
     "http.matchers.method": _check_methods,
 }

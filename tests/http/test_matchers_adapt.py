@@ -79,7 +79,6 @@ AGREED = {
     "file_args": "@m file {path} {path}/ =404",
     "file_block": "@m file {\n\troot /srv\n\ttry_files {path} /index.php\n\ttry_policy smallest_size\n\tsplit_path .php .cgi\n}",
     "file_first_exist_fallback": "@m file {\n\ttry_policy first_exist_fallback\n}",
-    "expression_many_tokens": "@m expression path('/x') && method(\"GET\")",
     "several_types_and": "@m {\n\tpath /api/*\n\tmethod POST\n\theader Content-Type application/json\n}",
 }
 
@@ -108,18 +107,14 @@ def test_regexp_inside_not_has_no_default_name() -> None:
     assert one_matcher("@m not header_regexp X ^a") == {"not": [{"header_regexp": {"X": {"pattern": "^a"}}}]}
 
 
-def test_single_token_expression_records_the_matcher_name() -> None:
-    assert one_matcher("@m expression `path('/a')`") == {"expression": {"expr": "path('/a')", "name": "m"}}
-
-
-def test_quoted_shorthand_is_an_expression() -> None:
-    assert one_matcher('@m "method(\'GET\')"') == {"expression": {"expr": "method('GET')", "name": "m"}}
-
-
-def test_multi_token_expression_keeps_quotes_and_no_name() -> None:
-    assert one_matcher('@m expression {http.request.uri.path} == "/a"') == {
-        "expression": '{http.request.uri.path} == "/a"'
-    }
+@pytest.mark.parametrize(
+    "definition",
+    ["@m expression `path('/a')`", '@m "method(\'GET\')"', '@m expression {http.request.uri.path} == "/a"'],
+)
+def test_expression_matchers_are_refused_at_their_line(definition: str) -> None:
+    with pytest.raises(RwsfileError) as info:
+        adapt(f":80 {{\n\trespond x\n{definition}\n}}\n")
+    assert str(info.value).startswith("Rwsfile:3: the expression (CEL) matcher is not supported")
 
 
 def test_client_ip_expands_private_ranges() -> None:
@@ -176,7 +171,7 @@ def adapt_error(definition: str) -> str:
         ("@m file {\n\ttry_policy biggest\n}", "Rwsfile:4: unknown try policy 'biggest'"),
         ("@m file {\n\troots /srv\n}", "Rwsfile:4: unrecognized subdirective 'roots' (did you mean 'root'?)"),
         ("@m host a.com A.COM", "Rwsfile:3: host at index 0 is repeated at index 1: 'A.COM'"),
-        ("@m expression", "Rwsfile:3: wrong argument count"),
+        ("@m expression", "Rwsfile:3: the expression (CEL) matcher is not supported"),
         ("@m not", "Rwsfile:3: malformed not matcher: expected a matcher to negate"),
         ("@m not pth /a", "Rwsfile:3: unrecognized matcher type 'pth'"),
         ("@m method GET {\n\tPOST\n}", "malformed method matcher: blocks are not supported"),

@@ -32,8 +32,6 @@ DEFINITIONS = [
     "@m remote_ip private_ranges fe80::1%eth0",
     "@m client_ip 10.0.0.0/8",
     "@m not {\n\tpath /a\n\tnot method GET\n}",
-    "@m expression `path('/x')`",
-    "@m expression path('/x') || path('/y')",
     "@m file {\n\troot /srv\n\ttry_files {path} =404\n\ttry_policy most_recently_modified\n\tsplit_path .php\n}",
     "@m vars foo bar",
     "@m vars_regexp {http.request.uri} ^/a",

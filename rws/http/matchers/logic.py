@@ -5,13 +5,15 @@
 them does (JSON: a list of matcher sets).
 
 `expression <CEL>` holds a CEL expression (JSON: the expression string, or
-`{"expr": ..., "name": ...}` when the named matcher's name is recorded). rws adapts and
-decodes it, because Caddy's adapter produces it (`handle_errors` with status codes, the
-`@name "..."` shorthand), but cannot evaluate CEL: a tree that uses it fails
-`rws validate` (see `unsupported_expression`).
+`{"expr": ..., "name": ...}`). rws does not evaluate CEL: an Rwsfile that writes one
+(`@m expression ...`, `@m "..."`) is refused at its line, and a JSON tree that uses one
+fails validation, except for the status tests that `handle_errors <codes>` generates,
+which rws evaluates itself (`is_status_expression`).
 """
 
 from __future__ import annotations
+
+import re
 
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -90,10 +92,21 @@ class ExpressionConfig:
 
 EXPRESSION_UNSUPPORTED = "the expression (CEL) matcher is not supported"
 
+_STATUS = r"\{http\.error\.status_code\}"
+_STATUS_TEST = rf"(?:{_STATUS} >= [1-9]00 && {_STATUS} <= [1-9]99|{_STATUS} in \[\d{{3}}(?:, \d{{3}})*\])"
+_STATUS_EXPRESSION = re.compile(rf"{_STATUS_TEST}(?: \|\| {_STATUS_TEST})*")
 
-def unsupported_expression(path: str) -> ConfigError:
-    """The error `rws validate` gives for a tree that uses the expression matcher."""
-    return ConfigError(path, EXPRESSION_UNSUPPORTED)
+
+def is_status_expression(expr: str) -> bool:
+    """Whether `expr` has the shape `handle_errors <codes>` generates, which rws supports."""
+    return _STATUS_EXPRESSION.fullmatch(expr) is not None
+
+
+def check_expression(config: Any, path: str) -> None:
+    """The check `rws validate` makes: only the generated status tests are accepted."""
+    expr = config.expr if isinstance(config, ExpressionConfig) else config
+    if not is_status_expression(expr):
+        raise ConfigError(path, f"{EXPRESSION_UNSUPPORTED} (only the status tests of handle_errors are): {expr!r}")
 
 
 def _raw(tok: Token) -> str:
@@ -104,18 +117,12 @@ def _raw(tok: Token) -> str:
 
 
 def _parse_expression(lines: list[Dispenser], ctx: MatcherContext) -> Any:
-    # like Caddy, only the first expression line of a named matcher counts
     d = lines[0]
-    if d.has_block:
-        raise d.error("malformed expression matcher: blocks are not supported")
-    if d.count_remaining_args() > 1:
-        # several tokens: keep their quotes, which may be part of the CEL source
-        return " ".join(_raw(tok) for tok in d.remaining_tokens())
-    if not d.next_arg():
-        raise d.arg_error()
-    if ctx.name:
-        return {"expr": d.val(), "name": ctx.name}
-    return d.val()
+    raise d.error(
+        f"{EXPRESSION_UNSUPPORTED}: rws does not evaluate CEL; use the other matcher types, "
+        "or status codes on handle_errors (handle_errors 404 5xx)",
+        d.tokens[0],
+    )
 
 
 EXPRESSION = ModuleSpec(id="http.matchers.expression", config=str | ExpressionConfig, rwsfile=_parse_expression)

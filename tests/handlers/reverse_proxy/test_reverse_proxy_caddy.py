@@ -252,7 +252,6 @@ CASES = {
 :8080 {
 	reverse_proxy localhost:1 localhost:2 {
 		lb_try_duration 1s
-		lb_retry_match expression `{method} == "PUT"`
 		lb_retry_match path /idempotent/*
 	}
 }
