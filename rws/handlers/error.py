@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rws.config.decode import WeakString
-from rws.errors import ConfigError
-from rws.handlers.static_response import check_status_arg, is_status_shorthand, status_code_problem, weak_string
+from rws.handlers.static_response import text_and_status, validate_status_code, weak_string
 from rws.registry import ModuleSpec
 from rws.rwsfile.directives import Directive, Helper
 
@@ -21,27 +20,12 @@ class ErrorConfig:
     status_code: WeakString = ""
 
     def validate(self, path: str) -> None:
-        if self.status_code:
-            problem = status_code_problem(self.status_code)
-            if problem:
-                raise ConfigError(f"{path}.status_code", problem)
+        validate_status_code(self.status_code, path)
 
 
 def _parse_error(h: Helper) -> Any:
     d = h.d
-    message = status = ""
-    args = d.remaining_args()
-    if len(args) == 1:
-        if is_status_shorthand(args[0]):
-            status = args[0]
-            check_status_arg(d, status)
-        else:
-            message = args[0]
-    elif len(args) == 2:
-        message, status = args
-        check_status_arg(d, status)
-    else:
-        raise d.arg_error()
+    message, status = text_and_status(d)
     for sub in d.block():
         if sub.name != "message":
             raise sub.unknown_subdirective(("message",))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rws.errors import ConfigError
-from rws.handlers.rewrite import regexp_problem
+from rws.http.regexp import regexp_problem
 from rws.handlers.static_response import go_atoi
 from rws.registry import ModuleSpec
 from rws.rwsfile.directives import ConfigValue, Directive, Helper

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rws.errors import ConfigError
-from rws.handlers.rewrite import regexp_problem
+from rws.http.regexp import regexp_problem
 from rws.registry import ModuleSpec
 from rws.rwsfile.directives import SIMPLE_SHORTHANDS, Directive, Helper
 

@@ -1,8 +1,7 @@
 """The `rewrite` handler: change the request's method, URI, path or query internally.
 
 Directives: `rewrite`, `uri`, `method`, and `try_files` (a rewrite guarded by a `file`
-matcher). Also `regexp_problem`, the check of a Go (RE2) regular expression used by the
-handlers' config validation.
+matcher).
 """
 
 from __future__ import annotations
@@ -12,33 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from rws.errors import ConfigError
+from rws.http.regexp import regexp_problem
 from rws.registry import ModuleSpec
 from rws.rwsfile.directives import ConfigValue, Directive, Helper
 from rws.rwsfile.dispenser import Dispenser
-
-# --- regular expressions -----------------------------------------------------------------
-
-_NAMED_GROUP = re.compile(r"\(\?<(?![=!])")
-
-
-def regexp_problem(pattern: str) -> str | None:
-    """Why a Go regular expression does not compile, or None.
-
-    Checked with Python's `re` after the spellings the two engines write differently
-    (`(?<name>`, `\\z`); a pattern using syntax only RE2 has (`\\p{...}`, `\\Q...\\E`,
-    `[[:alpha:]]`) is taken as valid.
-    """
-    if "\\p" in pattern or "\\P" in pattern or "\\Q" in pattern or "[:" in pattern:
-        return None
-    translated = _NAMED_GROUP.sub("(?P<", pattern).replace("\\z", "\\Z")
-    try:
-        re.compile(translated)
-    except re.error as exc:
-        return f"invalid regular expression {pattern!r}: {exc}"
-    except (OverflowError, RecursionError):
-        return f"invalid regular expression {pattern!r}: too complex"
-    return None
-
 
 # --- config ------------------------------------------------------------------------------
 

@@ -60,6 +60,27 @@ def is_status_shorthand(arg: str) -> bool:
     return number is not None and number > 0
 
 
+def text_and_status(d: Dispenser) -> tuple[str, str]:
+    """`<status>`, `<text>` or `<text> <status>`: the arguments of `respond` and `error`."""
+    args = d.remaining_args()
+    if len(args) == 1:
+        if is_status_shorthand(args[0]):
+            check_status_arg(d, args[0])
+            return "", args[0]
+        return args[0], ""
+    if len(args) == 2:
+        check_status_arg(d, args[1])
+        return args[0], args[1]
+    raise d.arg_error()
+
+
+def validate_status_code(status_code: str, path: str) -> None:
+    """The decode-time check of a `status_code` field."""
+    problem = status_code_problem(status_code) if status_code else None
+    if problem:
+        raise ConfigError(f"{path}.status_code", problem)
+
+
 # --- config ------------------------------------------------------------------------------
 
 
@@ -72,10 +93,7 @@ class StaticResponseConfig:
     abort: bool = False
 
     def validate(self, path: str) -> None:
-        if self.status_code:
-            problem = status_code_problem(self.status_code)
-            if problem:
-                raise ConfigError(f"{path}.status_code", problem)
+        validate_status_code(self.status_code, path)
 
 
 # --- respond -----------------------------------------------------------------------------
@@ -84,19 +102,7 @@ class StaticResponseConfig:
 def _parse_respond(h: Helper) -> Any:
     """`respond [<matcher>] <status>|<body> [<status>] { body <text>; close }`"""
     d = h.d
-    status = body = ""
-    args = d.remaining_args()
-    if len(args) == 1:
-        if is_status_shorthand(args[0]):
-            status = args[0]
-            check_status_arg(d, status)
-        else:
-            body = args[0]
-    elif len(args) == 2:
-        body, status = args
-        check_status_arg(d, status)
-    else:
-        raise d.arg_error()
+    body, status = text_and_status(d)
     close = False
     for sub in d.block():
         if sub.name == "body":

@@ -12,7 +12,8 @@ from rws.errors import ConfigError
 from rws.http.config import RouteConfig
 from rws.http.matchers.host import validate_hosts
 from rws.http.matchers.logic import ExpressionConfig
-from rws.http.matchers.path import RegexpConfig, compile_regexp
+from rws.http.matchers.path import RegexpConfig
+from rws.http.regexp import compile_regexp
 from rws.http.matchers.request import validate_methods
 from rws.rwsfile.adapt import adapt_text
 

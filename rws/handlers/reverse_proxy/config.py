@@ -41,7 +41,8 @@ from rws.handlers.reverse_proxy.upstreams_config import (
     MultiUpstreamsConfig,
     SrvUpstreamsConfig,
 )
-from rws.handlers.rewrite import RewriteConfig, regexp_problem
+from rws.handlers.rewrite import RewriteConfig
+from rws.http.regexp import regexp_problem
 from rws.handlers.static_response import status_code_problem
 from rws.http.config import RouteConfig
 from rws.http.matchers.ip import range_problem

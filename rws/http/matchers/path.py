@@ -9,43 +9,22 @@ matcher's name.
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from rws.errors import ConfigError
+from rws.http.regexp import regexp_problem as go_regexp_problem
 from rws.registry import ModuleSpec
 from rws.rwsfile.directives import MatcherContext
 from rws.rwsfile.dispenser import Dispenser
 
-# --- regular expressions (shared by path_regexp, header_regexp and vars_regexp) -----------
-
-_RE2_NAMED_GROUP = re.compile(r"\(\?<(?![=!])")
 _WORD = re.compile(r"\w")
-
-
-@functools.lru_cache(maxsize=1024)
-def compile_regexp(pattern: str) -> re.Pattern[str]:
-    """Compile a Go (RE2) regular expression with Python's `re`; raises re.error.
-
-    The two RE2 spellings Python lacks are translated: `(?<name>...)` becomes
-    `(?P<name>...)` and the end-of-text anchor `\\z` becomes `\\Z`.
-    """
-    translated = _RE2_NAMED_GROUP.sub("(?P<", pattern)
-    translated = re.sub(r"(?<!\\)((?:\\\\)*)\\z", r"\1\\Z", translated)
-    return re.compile(translated)
 
 
 def regexp_problem(pattern: str) -> str | None:
     """Why `pattern` cannot be used as a matcher regexp, or None if it can."""
-    try:
-        compile_regexp(pattern)
-    except re.error as exc:
-        return f"compiling matcher regexp {pattern!r}: {exc}"
-    except (OverflowError, RecursionError):
-        return f"compiling matcher regexp {pattern!r}: too complex"
-    return None
+    return go_regexp_problem(pattern, "compiling matcher regexp")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
