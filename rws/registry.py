@@ -149,11 +149,11 @@ def find(module_id: str) -> ModuleSpec | None:
     if target is None:
         return None
     path, _, attr = target.partition(":")
-    spec = getattr(importlib.import_module(path), attr)
-    if spec.id != module_id:
-        raise RuntimeError(f"registry: {target} declares {spec.id!r}, expected {module_id!r}")
-    _loaded[module_id] = spec
-    return spec
+    declared: ModuleSpec = getattr(importlib.import_module(path), attr)
+    if declared.id != module_id:
+        raise RuntimeError(f"registry: {target} declares {declared.id!r}, expected {module_id!r}")
+    _loaded[module_id] = declared
+    return declared
 
 
 def names_in(namespace: str) -> list[str]:

@@ -124,11 +124,11 @@ def _glob_regex(pattern: str) -> Any:
                 lo, i = _class_char(pattern, i)
                 if lo is None:
                     return False
-                hi = lo
+                hi: str | None = lo
                 if i < n and pattern[i] == "-":
                     hi, i = _class_char(pattern, i + 1)
-                    if hi is None:
-                        return False
+                if hi is None:
+                    return False
                 ranges.append(re.escape(lo) + ("-" + re.escape(hi) if hi != lo else ""))
             out.append("[" + ("^" if negated else "") + "".join(ranges) + "]")
         else:

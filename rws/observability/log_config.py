@@ -184,9 +184,9 @@ def _parse_file_writer(d: Dispenser) -> JSON:
         elif name in ("roll_disabled", "roll_uncompressed", "roll_local_time"):
             if sub.next_arg():
                 raise sub.arg_error()
-            key, value = {"roll_disabled": ("roll", False), "roll_uncompressed": ("roll_gzip", False),
-                          "roll_local_time": ("roll_local_time", True)}[name]
-            out[key] = value
+            key, flag = {"roll_disabled": ("roll", False), "roll_uncompressed": ("roll_gzip", False),
+                         "roll_local_time": ("roll_local_time", True)}[name]
+            out[key] = flag
         elif name == "roll_size":
             text = _one_arg(sub)
             try:

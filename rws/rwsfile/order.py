@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import cmp_to_key
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rws.rwsfile.directives import ConfigValue
@@ -89,11 +89,11 @@ def sort_routes(routes: list[ConfigValue], directive_order: list[str]) -> list[C
     return sorted(routes, key=cmp_to_key(compare))
 
 
-def _single_path(route: dict) -> str:
+def _single_path(route: dict[str, Any]) -> str:
     match = route.get("match") or []
     if len(match) != 1:
         return ""
     paths = match[0].get("path")
     if isinstance(paths, list) and len(paths) == 1:
-        return paths[0]
+        return str(paths[0])
     return ""

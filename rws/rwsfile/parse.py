@@ -92,7 +92,12 @@ def parse_text(text: str, file: str, environ: dict[str, str] | None = None) -> t
         raise RwsfileError(file, _token_line(exc.token, text), _unexpected_token(exc)) from None
     except lark.exceptions.UnexpectedEOF as exc:  # pragma: no cover - the grammar always sees a final newline
         raise RwsfileError(file, text.count("\n"), "unexpected end of file") from exc
-    return tuple(_entry(line.children[0], file) for line in tree.children)
+    return tuple(_entry(_tree(line).children[0], file) for line in tree.children)
+
+
+def _tree(node: lark.Tree[lark.Token] | lark.Token) -> lark.Tree[lark.Token]:
+    assert isinstance(node, lark.Tree)  # the grammar puts only lines at the top level
+    return node
 
 
 def _token_line(token: lark.Token, text: str) -> int:
@@ -121,9 +126,10 @@ def _unexpected_token(exc: lark.exceptions.UnexpectedToken) -> str:
     return f"unexpected token {str(token)!r}"
 
 
-def _entry(node: lark.Tree, file: str) -> Entry:
+def _entry(node: lark.Tree[lark.Token] | lark.Token, file: str) -> Entry:
+    node = _tree(node)
     if node.data == "bare_block":
-        block_node = node.children[0]
+        block_node = _tree(node.children[0])
         return Entry((), _block(block_node, file), file, block_node.meta.line)
     tokens: list[Token] = []
     block = None
@@ -135,7 +141,7 @@ def _entry(node: lark.Tree, file: str) -> Entry:
     return Entry(tuple(tokens), block, file, tokens[0].line)
 
 
-def _block(node: lark.Tree, file: str) -> tuple[Entry, ...]:
+def _block(node: lark.Tree[lark.Token], file: str) -> tuple[Entry, ...]:
     entries = []
     for child in node.children:
         if isinstance(child, lark.Tree):

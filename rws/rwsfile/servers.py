@@ -439,6 +439,8 @@ def _check_conflicting_schemes(srv: dict[str, Any], policies: list[Any], blocks:
 def _shield_client_auth_wildcards(policies: list[dict[str, Any]], empty_policies: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A host under a client-auth wildcard policy, whose own site has no TLS settings,
     gets a copy of that policy without client auth placed before it."""
+    from rws.tls.names import match_wildcard
+
     wildcards: list[list[str]] = []
     for cp in policies:
         names = (cp.get("match") or {}).get("sni") if "client_authentication" in cp else None
@@ -447,7 +449,7 @@ def _shield_client_auth_wildcards(policies: list[dict[str, Any]], empty_policies
     for ecp in empty_policies:
         for host in (ecp.get("match") or {}).get("sni") or []:
             for i, names in enumerate(wildcards):
-                if any(_match_wildcard(host, n) for n in names):
+                if any(match_wildcard(host, n) for n in names):
                     shielded[i].append(host)
                     break
     out = list(policies)
@@ -458,19 +460,6 @@ def _shield_client_auth_wildcards(policies: list[dict[str, Any]], empty_policies
         shield["match"] = {"sni": sorted(dict.fromkeys(sorted(shielded[i])))}
         out.insert(i, shield)
     return out
-
-
-def _match_wildcard(host: str, pattern: str) -> bool:
-    """certmagic.MatchWildcard: the host with one of its labels replaced by `*` equals the pattern."""
-    if host == pattern:
-        return True
-    if "*" not in pattern:
-        return False
-    labels = host.split(".")
-    for i, label in enumerate(labels):
-        if label and ".".join([*labels[:i], "*", *labels[i + 1:]]) == pattern:
-            return True
-    return False
 
 
 def _sort_error_routes(values: list[Any]) -> list[Any]:
