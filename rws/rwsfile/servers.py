@@ -18,7 +18,7 @@ from rws.rwsfile.addresses import (
     specificity,
     split_host_port,
 )
-from rws.rwsfile.directives import AdaptState, build_subroute
+from rws.rwsfile.directives import AdaptState, build_subroute, consolidate_routes
 from rws.rwsfile.options import SERVER_OPTION_FIELDS, Bind
 from rws.rwsfile.sites import ListenerAddress, Pairing, SiteBlock
 
@@ -127,137 +127,154 @@ def build_servers(
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for i, pairing in enumerate(pairings):
-        out[f"srv{i}"] = _build_server(pairing, run, named_routes)
+        _check_ambiguous(pairing)
+        pairing.blocks.sort(key=block_sort_key)  # in place: the TLS app reads them in this order
+        server = _ServerBuild(pairing, run)
+        _add_named_routes(server.srv, pairing.blocks, named_routes)
+        for site in pairing.blocks:
+            server.add_site(site)
+        out[f"srv{i}"] = server.finish()
     return _apply_server_options(out, run.options)
 
 
-def _build_server(pairing: Pairing, run: AdaptState, named_routes: dict[str, tuple[dict[str, Any], list[str]]]) -> dict[str, Any]:
-    from rws.tls.adapt import consolidate_conn_policies
+_AUTO_HTTPS_FLAGS = {"off": "disable", "disable_redirects": "disable_redirects",
+                     "disable_certs": "disable_certificates", "ignore_loaded_certs": "ignore_loaded_certificates"}
 
-    options = run.options
-    http_port, https_port = _ports(options)
-    default_sni = options.get("default_sni", "")
-    fallback_sni = options.get("fallback_sni", "")
-    _check_ambiguous(pairing)
 
-    srv: dict[str, Any] = {"listen": [a.address for a in pairing.addresses]}
-    if any(a.protocols != ("",) and a.protocols for a in pairing.addresses):
-        srv["listen_protocols"] = [list(a.protocols) if a.protocols != ("",) else None for a in pairing.addresses]
-    auto_https: dict[str, Any] = {}
-    for value in options.get("auto_https") or []:
-        flag = {"off": "disable", "disable_redirects": "disable_redirects", "disable_certs": "disable_certificates",
-                "ignore_loaded_certs": "ignore_loaded_certificates"}.get(value)
-        if flag:
-            auto_https[flag] = True
+class _ServerBuild:
+    """One server from one pairing: the sites are added most specific first, then `finish`."""
 
-    pairing.blocks.sort(key=block_sort_key)  # in place: the TLS app reads them in this order
-    blocks = pairing.blocks
-    routes: list[Any] = []
-    error_routes: list[Any] = []
-    policies: list[dict[str, Any]] = []
-    empty_policies: list[dict[str, Any]] = []
-    has_catch_all_policy = qualifies_for_tls = False
-    auto_https_adds_policy = not auto_https.get("disable")
-    logs: dict[str, Any] | None = {} if any(b.pile.get("custom_log") for b in blocks) else None
+    def __init__(self, pairing: Pairing, run: AdaptState) -> None:
+        self.pairing = pairing
+        self.run = run
+        options = run.options
+        self.http_port, self.https_port = _ports(options)
+        self.default_sni: str = options.get("default_sni", "")
+        self.fallback_sni: str = options.get("fallback_sni", "")
+        self.srv: dict[str, Any] = {"listen": [a.address for a in pairing.addresses]}
+        if any(a.protocols and a.protocols != ("",) for a in pairing.addresses):
+            self.srv["listen_protocols"] = [list(a.protocols) if a.protocols != ("",) else None
+                                            for a in pairing.addresses]
+        self.auto_https: dict[str, Any] = {
+            _AUTO_HTTPS_FLAGS[v]: True for v in options.get("auto_https") or [] if v in _AUTO_HTTPS_FLAGS
+        }
+        self.routes: list[Any] = []
+        self.error_routes: list[Any] = []
+        self.policies: list[dict[str, Any]] = []
+        self.empty_policies: list[dict[str, Any]] = []
+        self.has_catch_all_policy = False
+        self.qualifies_for_tls = False
+        self.auto_https_adds_policy = not self.auto_https.get("disable")
+        self.logs: dict[str, Any] | None = {} if any(b.pile.get("custom_log") for b in pairing.blocks) else None
 
-    _add_named_routes(srv, blocks, named_routes)
-    for site in blocks:
-        matcher_sets = _site_matcher_sets(site)
+    def add_site(self, site: SiteBlock) -> None:
         hosts = site.hosts_from_keys()
         for host in hosts:
             if host in ("0.0.0.0", "::"):
-                run.warn(f"site block has an unspecified IP address {host!r} which only matches requests having that "
-                         "Host header; you probably want the 'bind' directive to configure the socket", site.keys[0])
-        force_automate = bool(site.pile.get("tls.force_automate"))
-        if "tls.connection_policy" in site.pile:
-            for value in site.pile["tls.connection_policy"]:
-                cp = copy.deepcopy(value.value)
-                policy_hosts = list(hosts)
-                for h in hosts:
-                    if default_sni and h == default_sni:
-                        policy_hosts.append("")
-                        cp["default_sni"] = default_sni
-                        break
-                    if fallback_sni and h == fallback_sni:
-                        policy_hosts.append("")
-                        cp["fallback_sni"] = fallback_sni
-                        break
-                if policy_hosts:
-                    cp["match"] = {"sni": sorted(policy_hosts)}
-                else:
-                    if default_sni:
-                        cp["default_sni"] = default_sni
-                    if fallback_sni:
-                        cp["fallback_sni"] = fallback_sni
-                settings = {k: v for k, v in cp.items() if k != "match"}
-                if settings or (force_automate and policy_hosts):
-                    policies.append(cp)
-                    has_catch_all_policy = not policy_hosts
-                elif policy_hosts:
-                    empty_policies.append(cp)
-        else:
-            specific = sorted(h for h in hosts if h and "*" not in h)
-            if specific:
-                empty_policies.append({"match": {"sni": specific}})
-        for addr in site.addresses:
-            if _listeners_use_other_port(srv["listen"], http_port) and addr.scheme == "http" and addr.host:
-                skip = auto_https.setdefault("skip", [])
-                if addr.host not in skip:
-                    skip.append(addr.host)
-            has_tls = bool(site.pile.get("tls.connection_policy")) or (
-                bool(addr.host) and addr.host not in auto_https.get("skip", [])
-            )
-            if addr.scheme == "https" or (addr.scheme != "http" and addr.port != http_port and has_tls):
-                qualifies_for_tls = True
-            auto_https_adds_policy = auto_https_adds_policy and (
-                addr.port == https_port or (addr.port != http_port and bool(addr.host))
-            )
+                self.run.warn(f"site block has an unspecified IP address {host!r} which only matches requests "
+                              "having that Host header; you probably want the 'bind' directive to configure the "
+                              "socket", site.keys[0])
+        self._add_policies(site, hosts)
+        self._add_auto_https(site)
         for value in site.pile.get("listener_wrapper", []):
-            srv.setdefault("listener_wrappers", []).append(value.value)
-
-        subroute = build_subroute(list(site.pile.get("route", [])), run, sort=True)
-        routes = _append_subroute(routes, subroute, matcher_sets, len(blocks))
+            self.srv.setdefault("listener_wrappers", []).append(value.value)
+        matcher_sets = _site_matcher_sets(site)
+        block_count = len(self.pairing.blocks)
+        subroute = build_subroute(list(site.pile.get("route", [])), self.run, sort=True)
+        self.routes = _append_subroute(self.routes, subroute, matcher_sets, block_count)
         if "error_route" in site.pile:
             error_values = _sort_error_routes(list(site.pile["error_route"]))
             combined = {"handler": "subroute", "routes": [r for v in error_values for r in v.value["routes"]]}
-            error_routes = _append_subroute(error_routes, combined, matcher_sets, len(blocks))
-        if logs is not None:
-            _add_site_logs(logs, site, hosts)
+            self.error_routes = _append_subroute(self.error_routes, combined, matcher_sets, block_count)
+        if self.logs is not None:
+            _add_site_logs(self.logs, site, hosts)
 
-    if logs is not None:
-        if "skip_hosts" in logs:
-            logs["skip_hosts"] = sorted(logs["skip_hosts"])
-        srv["logs"] = logs
-    if auto_https:
-        srv["automatic_https"] = auto_https
-    if error_routes:
-        srv["errors"] = {"routes": error_routes}
-    if routes:
-        srv["routes"] = routes
+    def _add_policies(self, site: SiteBlock, hosts: list[str]) -> None:
+        """The site's `tls` settings as connection policies matching its hosts by SNI."""
+        if "tls.connection_policy" not in site.pile:
+            specific = sorted(h for h in hosts if h and "*" not in h)
+            if specific:
+                self.empty_policies.append({"match": {"sni": specific}})
+            return
+        force_automate = bool(site.pile.get("tls.force_automate"))
+        for value in site.pile["tls.connection_policy"]:
+            cp = copy.deepcopy(value.value)
+            policy_hosts = list(hosts)
+            for h in hosts:
+                if self.default_sni and h == self.default_sni:
+                    policy_hosts.append("")
+                    cp["default_sni"] = self.default_sni
+                    break
+                if self.fallback_sni and h == self.fallback_sni:
+                    policy_hosts.append("")
+                    cp["fallback_sni"] = self.fallback_sni
+                    break
+            if policy_hosts:
+                cp["match"] = {"sni": sorted(policy_hosts)}
+            else:
+                cp.update(self._sni_defaults())
+            has_settings = any(k != "match" for k in cp)
+            if has_settings or (force_automate and policy_hosts):
+                self.policies.append(cp)
+                self.has_catch_all_policy = not policy_hosts
+            elif policy_hosts:
+                self.empty_policies.append(cp)
 
-    _check_conflicting_schemes(srv, policies, blocks, http_port, https_port)
-    policies = _shield_client_auth_wildcards(policies, empty_policies)
-    if qualifies_for_tls and not has_catch_all_policy and (
-        policies or not auto_https_adds_policy or default_sni or fallback_sni
-    ):
-        catch_all: dict[str, Any] = {}
-        if default_sni:
-            catch_all["default_sni"] = default_sni
-        if fallback_sni:
-            catch_all["fallback_sni"] = fallback_sni
-        policies.append(catch_all)
-    try:
-        policies = consolidate_conn_policies(policies)
-    except ValueError as exc:
-        raise RwsfileError(pairing.blocks[0].keys[0].file, pairing.blocks[0].keys[0].line,
-                           f"consolidating TLS connection policies: {exc}") from None
-    if policies:
-        srv["tls_connection_policies"] = policies
-    if "routes" in srv:
-        from rws.rwsfile.directives import consolidate_routes
+    def _sni_defaults(self) -> dict[str, str]:
+        out = {}
+        if self.default_sni:
+            out["default_sni"] = self.default_sni
+        if self.fallback_sni:
+            out["fallback_sni"] = self.fallback_sni
+        return out
 
-        srv["routes"] = consolidate_routes(srv["routes"])
-    return srv
+    def _add_auto_https(self, site: SiteBlock) -> None:
+        """HTTP-only hosts on a server with other ports are skipped; note whether TLS is due."""
+        for addr in site.addresses:
+            if _listeners_use_other_port(self.srv["listen"], self.http_port) and addr.scheme == "http" and addr.host:
+                skip = self.auto_https.setdefault("skip", [])
+                if addr.host not in skip:
+                    skip.append(addr.host)
+            has_tls = bool(site.pile.get("tls.connection_policy")) or (
+                bool(addr.host) and addr.host not in self.auto_https.get("skip", [])
+            )
+            if addr.scheme == "https" or (addr.scheme != "http" and addr.port != self.http_port and has_tls):
+                self.qualifies_for_tls = True
+            self.auto_https_adds_policy = self.auto_https_adds_policy and (
+                addr.port == self.https_port or (addr.port != self.http_port and bool(addr.host))
+            )
+
+    def finish(self) -> dict[str, Any]:
+        srv = self.srv
+        if self.logs is not None:
+            if "skip_hosts" in self.logs:
+                self.logs["skip_hosts"] = sorted(self.logs["skip_hosts"])
+            srv["logs"] = self.logs
+        if self.auto_https:
+            srv["automatic_https"] = self.auto_https
+        if self.error_routes:
+            srv["errors"] = {"routes": self.error_routes}
+        if self.routes:
+            srv["routes"] = consolidate_routes(self.routes)
+        _check_conflicting_schemes(srv, self.policies, self.pairing.blocks, self.http_port, self.https_port)
+        policies = self._final_policies()
+        if policies:
+            srv["tls_connection_policies"] = policies
+        return srv
+
+    def _final_policies(self) -> list[dict[str, Any]]:
+        from rws.tls.adapt import consolidate_conn_policies
+
+        policies = _shield_client_auth_wildcards(self.policies, self.empty_policies)
+        if self.qualifies_for_tls and not self.has_catch_all_policy and (
+            policies or not self.auto_https_adds_policy or self.default_sni or self.fallback_sni
+        ):
+            policies.append(self._sni_defaults())
+        try:
+            return consolidate_conn_policies(policies)
+        except ValueError as exc:
+            key = self.pairing.blocks[0].keys[0]
+            raise key.error(f"consolidating TLS connection policies: {exc}") from None
 
 
 def _check_ambiguous(pairing: Pairing) -> None:
