@@ -1,0 +1,258 @@
+"""Request, Response, Headers and bodies: what handlers see and return.
+
+A handler is an object with `async handle(request, next) -> Response`. Responders build a
+`Response`; middleware calls `await next(request)` (possibly with a modified copy of the
+request) and may change the response it gets back. Response headers set before `next`
+runs go into `request.response_headers`, the header map that responders build their
+response on, so "set before, overwritten by the responder" works as in Caddy.
+
+Bodies stream: a request body is read with `await request.body.read(n)` or
+`async for chunk in request.body`; a response body is `bytes`, an async iterator of
+bytes, or a `FileBody` (which the connection may send with `sendfile`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Protocol
+from urllib.parse import unquote
+
+from rws.errors import HttpError
+
+
+class Headers:
+    """Header fields in order; names compare case-insensitively; values are str."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
+        self._items: list[tuple[str, str]] = items if items is not None else []
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        lname = name.lower()
+        for k, v in self._items:
+            if k.lower() == lname:
+                return v
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        lname = name.lower()
+        return [v for k, v in self._items if k.lower() == lname]
+
+    def joined(self, name: str) -> str:
+        """All values of a field joined with ',' (Caddy's `{header.X}`)."""
+        return ",".join(self.get_all(name))
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        lname = name.lower()
+        return any(k.lower() == lname for k, _ in self._items)
+
+    def set(self, name: str, value: str) -> None:
+        self.delete(name)
+        self._items.append((name, value))
+
+    def set_all(self, name: str, values: list[str]) -> None:
+        self.delete(name)
+        self._items.extend((name, v) for v in values)
+
+    def add(self, name: str, value: str) -> None:
+        self._items.append((name, value))
+
+    def setdefault(self, name: str, value: str) -> None:
+        if name not in self:
+            self._items.append((name, value))
+
+    def delete(self, name: str) -> None:
+        lname = name.lower()
+        if any(k.lower() == lname for k, _ in self._items):
+            self._items = [(k, v) for k, v in self._items if k.lower() != lname]
+
+    def names(self) -> list[str]:
+        """Distinct field names, first spelling, in order."""
+        seen: dict[str, str] = {}
+        for k, _ in self._items:
+            seen.setdefault(k.lower(), k)
+        return list(seen.values())
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._items)
+
+    def clear(self) -> None:
+        self._items = []
+
+    def copy(self) -> Headers:
+        return Headers(list(self._items))
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+
+class RequestBody(Protocol):
+    """A request body being received; the connection implements it with flow control."""
+
+    async def read(self, n: int = -1) -> bytes:
+        """Up to n bytes (all that remains for n < 0); b"" at the end."""
+        ...
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+
+class EmptyBody:
+    """The body of a request that has none (and of internal requests)."""
+
+    async def read(self, n: int = -1) -> bytes:
+        return b""
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        return
+        yield b""  # pragma: no cover - makes this an async generator
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+
+class BufferedBody:
+    """A body already in memory (a buffered or replaced request body)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._pos = 0
+
+    async def read(self, n: int = -1) -> bytes:
+        end = len(self._data) if n < 0 else min(len(self._data), self._pos + n)
+        chunk = self._data[self._pos:end]
+        self._pos = end
+        return chunk
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        chunk = await self.read(65536)
+        while chunk:
+            yield chunk
+            chunk = await self.read(65536)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+
+EMPTY_BODY = EmptyBody()
+
+
+@dataclass(slots=True)
+class FileBody:
+    """A response body that is a region of an open file; the connection may sendfile it."""
+
+    file: Any  # a binary file object with fileno(); closed by the connection when sent
+    offset: int
+    length: int
+
+
+Body = bytes | AsyncIterator[bytes] | FileBody
+
+
+class Response:
+    """A response: status, headers, and a body that may stream."""
+
+    __slots__ = ("status", "headers", "body", "close", "abort", "trailers")
+
+    def __init__(self, status: int = 200, headers: Headers | None = None, body: Body = b"", *,
+                 close: bool = False, abort: bool = False) -> None:
+        self.status = status
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
+        self.close = close  # send Connection: close and close after this response
+        self.abort = abort  # drop the connection without writing anything
+        self.trailers: Headers | None = None
+
+
+def decode_path(raw_path: str) -> str:
+    """The percent-decoded form of an escaped path (Go's url.PathUnescape, lenient)."""
+    return unquote(raw_path) if "%" in raw_path else raw_path
+
+
+class Request:
+    """One request as handlers see it. Copy with `with_changes` to hand a modified request
+    down the chain; the copies share vars, placeholders and the response header map."""
+
+    __slots__ = (
+        "method", "target", "raw_path", "path", "query", "version", "headers", "host", "port",
+        "scheme", "remote_ip", "remote_port", "local_ip", "local_port", "body", "vars",
+        "values", "response_headers", "orig_method", "orig_target", "orig_raw_path", "orig_query",
+        "error", "start_time", "server_name", "tls", "content_length", "chunked",
+    )
+
+    def __init__(self, method: str, target: str, headers: Headers, *, version: str = "HTTP/1.1",
+                 scheme: str = "http", remote: tuple[str, int] = ("", 0), local: tuple[str, int] = ("", 0),
+                 body: RequestBody = EMPTY_BODY, server_name: str = "") -> None:
+        self.method = method
+        self.target = target  # the request-target as sent, e.g. "/a%20b?x=1"
+        raw_path, _, query = target.partition("?")
+        if raw_path.startswith(("http://", "https://")):  # absolute-form
+            raw_path = "/" + raw_path.split("://", 1)[1].partition("/")[2]
+        self.raw_path = raw_path  # escaped path
+        self.path = decode_path(raw_path)  # decoded path
+        self.query = query  # raw query, without '?'
+        self.version = version
+        self.headers = headers
+        self.host, self.port = split_host(headers.get("Host") or "")
+        self.scheme = scheme
+        self.remote_ip, self.remote_port = remote
+        self.local_ip, self.local_port = local
+        self.body = body
+        self.vars: dict[str, Any] = {}  # http.vars: set by vars/map/root handlers
+        self.values: dict[str, Any] = {}  # other request-scoped placeholders (captures, errors...)
+        self.response_headers = Headers()
+        self.orig_method = method
+        self.orig_target = target
+        self.orig_raw_path = raw_path
+        self.orig_query = query
+        self.error: HttpError | None = None
+        self.start_time = time.time()
+        self.server_name = server_name
+        self.tls: Any = None
+        self.content_length: int | None = None
+        self.chunked = False
+
+    def with_changes(self, **changes: Any) -> Request:
+        """A shallow copy with some fields replaced (vars, values, response headers shared)."""
+        copy = Request.__new__(Request)
+        for name in Request.__slots__:
+            setattr(copy, name, changes.get(name, getattr(self, name)))
+        return copy
+
+    @property
+    def uri(self) -> str:
+        """The request URI (escaped path and query) after rewrites."""
+        return f"{self.raw_path}?{self.query}" if self.query else self.raw_path
+
+    @property
+    def hostport(self) -> str:
+        return self.headers.get("Host") or ""
+
+
+def split_host(hostport: str) -> tuple[str, str]:
+    """`Host` header -> (host without port and brackets, port or "")."""
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end > 0:
+            rest = hostport[end + 1:]
+            return hostport[1:end], rest[1:] if rest.startswith(":") else ""
+    host, sep, port = hostport.rpartition(":")
+    if sep and port.isdigit() and ":" not in host:
+        return host, port
+    return hostport, ""
+
+
+Next = Callable[[Request], Awaitable[Response]]
+
+
+class Handler(Protocol):
+    async def handle(self, request: Request, next: Next) -> Response: ...

@@ -1,0 +1,199 @@
+"""Routes compiled once per config generation, and how a request runs through them.
+
+A route list runs in order: a route whose matcher sets don't match, or whose group
+already ran for this request, is skipped; otherwise its handlers run in order, each
+calling `next` to go on. After a route's last handler, `next` continues with the
+following routes, unless the route is terminal. When the list ends, the list's own
+`next` runs (for a server: an empty 200).
+
+Module runtime objects are built by `BuildContext.build(...)` from decoded configs
+(`rws.config.decode.ModuleValue`), through the `runtime` import path each module's
+`ModuleSpec` names; the runtime package supplies the context, handlers only use it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from rws.config.decode import ModuleValue
+from rws.errors import HttpError
+from rws.http.message import Handler, Headers, Next, Request, Response
+
+
+class Matcher(Protocol):
+    def match(self, request: Request) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MatcherSet:
+    """Matchers ANDed together."""
+
+    matchers: tuple[Matcher, ...]
+
+    def match(self, request: Request) -> bool:
+        for m in self.matchers:
+            if not m.match(request):
+                return False
+        return True
+
+
+def match_any(sets: tuple[MatcherSet, ...], request: Request) -> bool:
+    """Matcher sets ORed together; no sets matches everything."""
+    if not sets:
+        return True
+    for s in sets:
+        if s.match(request):
+            return True
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    match: tuple[MatcherSet, ...]
+    handlers: tuple[Handler, ...]
+    group: str = ""
+    terminal: bool = False
+
+
+async def _empty_ok(request: Request) -> Response:
+    return Response(200, request.response_headers)
+
+
+class RouteList:
+    """A compiled list of routes: `await routes.serve(request, next)`."""
+
+    __slots__ = ("routes",)
+
+    def __init__(self, routes: tuple[Route, ...]) -> None:
+        self.routes = routes
+
+    async def serve(self, request: Request, last: Next = _empty_ok) -> Response:
+        return await self._run(0, request, last, None)
+
+    async def _run(self, index: int, request: Request, last: Next, groups: set[str] | None) -> Response:
+        routes = self.routes
+        while index < len(routes):
+            route = routes[index]
+            index += 1
+            if route.group and groups is not None and route.group in groups:
+                continue
+            if route.match and not match_any(route.match, request):
+                continue
+            if route.group:
+                groups = {*groups, route.group} if groups else {route.group}
+            if not route.handlers:
+                if route.terminal:
+                    return await _empty_ok(request)
+                continue
+            after: Next
+            if route.terminal:
+                after = _empty_ok
+            else:
+                after = _continue(self, index, last, groups)
+            return await _run_handlers(route.handlers, 0, request, after)
+        return await last(request)
+
+
+def _continue(routes: RouteList, index: int, last: Next, groups: set[str] | None) -> Next:
+    async def next_routes(request: Request) -> Response:
+        return await routes._run(index, request, last, groups)
+
+    return next_routes
+
+
+async def _run_handlers(handlers: tuple[Handler, ...], i: int, request: Request, after: Next) -> Response:
+    if i == len(handlers) - 1:
+        return await handlers[i].handle(request, after)
+
+    async def next_handler(req: Request) -> Response:
+        return await _run_handlers(handlers, i + 1, req, after)
+
+    return await handlers[i].handle(request, next_handler)
+
+
+@dataclass(slots=True)
+class BuildContext:
+    """What module builders get while a config generation is provisioned."""
+
+    config_files: tuple[str, ...] = ()
+    closers: list[Callable[[], Any]] = field(default_factory=list)  # called when the generation closes
+    named_routes: dict[str, Any] = field(default_factory=dict)  # name -> RouteConfig of the server
+    shared: dict[str, Any] = field(default_factory=dict)  # per-generation caches, keyed by their owner
+
+    def build(self, module: ModuleValue) -> Any:
+        """The runtime object of a decoded module (a handler, matcher, encoder, ...)."""
+        from rws import registry
+
+        spec = registry.find(module.id)
+        if spec is None or spec.runtime is None:
+            raise HttpError(500, f"module {module.id!r} cannot run in this build")
+        path, _, attr = spec.runtime.partition(":")
+        builder = getattr(importlib.import_module(path), attr)
+        return builder(module.config, self)
+
+    def build_matcher_sets(self, sets: tuple[dict[str, ModuleValue], ...] | None) -> tuple[MatcherSet, ...]:
+        return tuple(MatcherSet(tuple(self.build(m) for m in s.values())) for s in sets or ())
+
+    def build_routes(self, routes: tuple[Any, ...] | None) -> RouteList:
+        """Routes from decoded RouteConfig values."""
+        compiled = []
+        for r in routes or ():
+            compiled.append(Route(
+                match=self.build_matcher_sets(r.match),
+                handlers=tuple(self.build(h) for h in r.handle or ()),
+                group=r.group or "",
+                terminal=bool(r.terminal),
+            ))
+        return RouteList(tuple(compiled))
+
+    def on_close(self, closer: Callable[[], Any]) -> None:
+        self.closers.append(closer)
+
+
+# --- errors --------------------------------------------------------------------------------
+
+ERROR_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def error_id() -> str:
+    """A short random id that ties an error's log record to its response."""
+    import secrets
+
+    return "".join(secrets.choice(ERROR_ID_ALPHABET) for _ in range(9))
+
+
+def set_error_values(request: Request, exc: HttpError) -> None:
+    """The `{http.error.*}` placeholders of a request being handled by error routes."""
+    from http import HTTPStatus
+
+    try:
+        text = HTTPStatus(exc.status).phrase
+    except ValueError:
+        text = ""
+    request.error = exc
+    request.values["http.error.status_code"] = exc.status
+    request.values["http.error.status_text"] = text
+    request.values["http.error.message"] = exc.message or text
+    request.values["http.error.id"] = getattr(exc, "id", "") or error_id()
+    request.values["http.error.trace"] = ""
+
+
+async def serve(routes: RouteList, errors: RouteList | None, request: Request, last: Next = _empty_ok) -> Response:
+    """Run `routes`; an HttpError they raise runs `errors` (or answers with its status)."""
+    try:
+        return await routes.serve(request, last)
+    except HttpError as exc:
+        set_error_values(request, exc)
+        status = exc.status
+
+        async def error_status(req: Request) -> Response:
+            return Response(status, req.response_headers)
+
+        if errors is None or not errors.routes:
+            return Response(status, Headers())
+        try:
+            return await errors.serve(request, error_status)
+        except HttpError:
+            return Response(status, Headers())
