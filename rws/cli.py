@@ -227,3 +227,185 @@ def hash_password(plaintext: str | None, algorithm: str, bcrypt_cost: int) -> No
     if not plaintext:
         raise RwsError("password cannot be empty")
     click.echo(make_hash(plaintext, bcrypt_cost))
+
+
+# --- serving ---------------------------------------------------------------------------------
+
+
+def _setup_process_logging() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def _initial_config(config: str | None, adapter: str | None, resume: bool) -> tuple[Any, dict[str, Any]]:
+    """The config to start with: the autosave (--resume), the given file, ./Rwsfile, or none."""
+    from rws.runtime.process import ConfigSource
+    from rws.runtime.runtime import load_autosave
+
+    if resume:
+        saved = load_autosave()
+        if saved is not None:
+            click.echo("resuming from the last autosaved configuration", err=True)
+            return None, saved
+        click.echo("no autosave file exists", err=True)
+    path = config
+    if path is None and Path(DEFAULT_CONFIG).exists():
+        path = DEFAULT_CONFIG
+    if path is None:
+        return None, {}
+
+    def load() -> dict[str, Any]:
+        tree, warnings = load_config(path, adapter)
+        _print_warnings(warnings)
+        return tree
+
+    return ConfigSource(path, load), load()
+
+
+@cli.command()
+@click.argument("config_arg", required=False, metavar="[CONFIG]")
+@click.option("--config", "-c", "config", default=None, help="Config file (default: ./Rwsfile if present).")
+@click.option("--adapter", "-a", default=None, help="Config adapter (rwsfile, caddyfile, json).")
+@click.option("--resume", "-r", is_flag=True, help="Start from the last autosaved config.")
+@click.option("--watch", "-w", is_flag=True, help="Reload when the config file changes.")
+@click.option("--envfile", multiple=True, help="Load KEY=VALUE lines into the environment first.")
+@click.option("--pingback", hidden=True, default=None)
+@_user_errors
+def run(config_arg: str | None, config: str | None, adapter: str | None, resume: bool, watch: bool,
+        envfile: tuple[str, ...], pingback: str | None) -> None:
+    """Run rws in the foreground."""
+    from rws.runtime.process import run as run_process
+
+    _load_envfiles(envfile)
+    _setup_process_logging()
+    source, tree = _initial_config(config or config_arg, adapter, resume)
+    sys.exit(run_process(source, tree, watch=watch, pingback=pingback))
+
+
+@cli.command()
+@click.option("--config", "-c", "config", default=None, help="Config file (default: ./Rwsfile if present).")
+@click.option("--adapter", "-a", default=None, help="Config adapter.")
+@click.option("--envfile", multiple=True, help="Load KEY=VALUE lines into the environment first.")
+@click.option("--watch", "-w", is_flag=True, help="Reload when the config file changes.")
+@_user_errors
+def start(config: str | None, adapter: str | None, envfile: tuple[str, ...], watch: bool) -> None:
+    """Start rws in the background and wait until it is up."""
+    from rws.runtime.process import start_background
+
+    args: list[str] = []
+    if config:
+        args += ["--config", config]
+    if adapter:
+        args += ["--adapter", adapter]
+    for name in envfile:
+        args += ["--envfile", name]
+    if watch:
+        args.append("--watch")
+    pid = start_background(args)
+    click.echo(f"Successfully started rws (pid={pid}) - rws is running in the background")
+
+
+def _tree_for_address(config: str | None, adapter: str | None) -> dict[str, Any] | None:
+    if config is None:
+        return None
+    tree, _ = load_config(config, adapter)
+    return tree
+
+
+@cli.command()
+@click.option("--config", "-c", "config", default=None, help="Config file whose admin address to use.")
+@click.option("--adapter", "-a", default=None, help="Config adapter.")
+@click.option("--address", default=None, help="The admin API address (default: localhost:2019).")
+@_user_errors
+def stop(config: str | None, adapter: str | None, address: str | None) -> None:
+    """Stop a running rws through its admin API."""
+    from rws.runtime.process import admin_address, admin_request, check_admin_response
+
+    target = admin_address(address, _tree_for_address(config, adapter))
+    check_admin_response(*admin_request(target, "POST", "/stop"))
+
+
+@cli.command()
+@click.option("--config", "-c", "config", default=DEFAULT_CONFIG, show_default=True, help="Config file to load.")
+@click.option("--adapter", "-a", default=None, help="Config adapter.")
+@click.option("--address", default=None, help="The admin API address (default: from the config, or localhost:2019).")
+@click.option("--force", "-f", is_flag=True, help="Reload even if the config is unchanged.")
+@_user_errors
+def reload(config: str, adapter: str | None, address: str | None, force: bool) -> None:
+    """Load a new config into a running rws."""
+    from rws.runtime.process import admin_address, admin_request, check_admin_response
+
+    tree, warnings = load_config(config, adapter)
+    _print_warnings(warnings)
+    target = admin_address(address, tree)
+    headers = {"Cache-Control": "must-revalidate"} if force else {}
+    check_admin_response(*admin_request(target, "POST", "/load", json.dumps(tree).encode(), headers=headers))
+
+
+def _one_shot(tree: dict[str, Any]) -> None:
+    """Run a config built from command-line options, with the admin API off."""
+    from rws.runtime.process import run as run_process
+
+    _setup_process_logging()
+    tree.setdefault("admin", {})["disabled"] = True
+    tree["admin"].setdefault("config", {})["persist"] = False
+    sys.exit(run_process(None, tree))
+
+
+@cli.command("file-server")
+@click.option("--root", "-r", default=".", show_default=True, help="The folder to serve.")
+@click.option("--listen", "-l", default=None, help="Address to listen on (default :80, or :443 with --domain).")
+@click.option("--domain", "-d", default=None, help="Serve this domain name only.")
+@click.option("--browse", "-b", is_flag=True, help="List folders that have no index file.")
+@click.option("--templates", "-t", is_flag=True, help="Execute templates (not supported yet).")
+@click.option("--access-log", is_flag=True, help="Log every request.")
+@_user_errors
+def file_server(root: str, listen: str | None, domain: str | None, browse: bool, templates: bool,
+                access_log: bool) -> None:
+    """Serve a folder in one command."""
+    if templates:
+        raise RwsError("--templates: the templates handler is not available in rws yet")
+    handler: dict[str, Any] = {"handler": "file_server", "root": root}
+    if browse:
+        handler["browse"] = {}
+    route: dict[str, Any] = {"handle": [handler]}
+    if domain:
+        route["match"] = [{"host": [domain]}]
+    server: dict[str, Any] = {"listen": [listen or (":443" if domain else ":80")], "routes": [route]}
+    if access_log:
+        server["logs"] = {}
+    _one_shot({"apps": {"http": {"servers": {"static": server}}}})
+
+
+@cli.command()
+@click.argument("body", required=False, default=None)
+@click.option("--listen", "-l", default=":0", show_default=True, help="Address to listen on.")
+@click.option("--status", "-s", default=200, show_default=True, type=int, help="Status code of every response.")
+@click.option("--header", "-H", "headers", multiple=True, help='A response header, "Field: value" (repeatable).')
+@click.option("--body", "body_option", default=None, help="The response body (or give it as an argument).")
+@click.option("--access-log", is_flag=True, help="Log every request.")
+@_user_errors
+def respond(body: str | None, listen: str, status: int, headers: tuple[str, ...], body_option: str | None,
+            access_log: bool) -> None:
+    """Answer every request with a fixed response."""
+    text = body_option if body_option is not None else body
+    if text is None and not sys.stdin.isatty():
+        text = sys.stdin.read()
+    handler: dict[str, Any] = {"handler": "static_response", "status_code": status}
+    if text:
+        handler["body"] = text
+    fields: dict[str, list[str]] = {}
+    for header in headers:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise RwsError(f"--header {header!r}: expected 'Field: value'")
+        fields.setdefault(name.strip(), []).append(value.strip())
+    if fields:
+        handler["headers"] = fields
+    server: dict[str, Any] = {"listen": [listen], "routes": [{"handle": [handler]}]}
+    if access_log:
+        server["logs"] = {}
+    click.echo(f"Server address: {listen}", err=True)
+    _one_shot({"apps": {"http": {"servers": {"static": server}}}})

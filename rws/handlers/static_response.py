@@ -2,17 +2,30 @@
 
 Directives: `respond`, `redir` and `abort`. Also the helpers shared by the handlers whose
 status code may be a number or a placeholder (`error`, `file_server`).
+
+At run time (`StaticResponse`): header names and values and the status code expand
+placeholders with unknown ones left empty; the body keeps unknown placeholders as written.
+A body without a Content-Type gets `application/json` when it is a JSON object or array,
+otherwise `text/plain; charset=utf-8`. The status defaults to 200, or to the error's
+status inside error routes. `103` sends early hints and goes on with the next handler;
+`close` closes the connection after the response; `abort` drops it without a response.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rws.config.decode import WeakString
-from rws.errors import ConfigError
+from rws.errors import ConfigError, HttpError
+from rws.http.message import Headers, Next, Request, Response
+from rws.http.placeholders import Template, compile_template
 from rws.registry import ModuleSpec
+
+if TYPE_CHECKING:
+    from rws.http.routes import BuildContext
 from rws.rwsfile.directives import Directive, Helper
 from rws.rwsfile.dispenser import Dispenser
 
@@ -191,6 +204,101 @@ def _parse_redir(h: Helper) -> Any:
     return handler
 
 
+# --- runtime -----------------------------------------------------------------------------
+
+
+class StatusCode:
+    """A configured status code: a number, or a placeholder expanded per request."""
+
+    __slots__ = ("number", "template")
+
+    def __init__(self, text: str) -> None:
+        self.template: Template | None = None
+        self.number = go_atoi(text) if text else None
+        if text and self.number is None:
+            self.template = compile_template(text)
+
+    @property
+    def configured(self) -> bool:
+        return self.number is not None or self.template is not None
+
+    def resolve(self, request: Request) -> int | None:
+        """The code for this request; None when none is configured.
+
+        A placeholder that does not expand to an integer from 100 to 999 is the server's
+        error (500), as Caddy reports a failed conversion.
+        """
+        if self.template is None:
+            return self.number
+        text = self.template.render(request)
+        number = go_atoi(text)
+        if number is None:
+            raise HttpError(500, f"strconv.Atoi: parsing {text!r}: invalid syntax")
+        if not 100 <= number <= 999:
+            raise HttpError(500, f"invalid status code {number}")
+        return number
+
+
+def _looks_like_json(body: str) -> bool:
+    """A body that is a JSON object or array (Caddy then answers `application/json`)."""
+    content = body.strip()
+    if len(content) <= 2 or (content[0], content[-1]) not in (("{", "}"), ("[", "]")):
+        return False
+    try:
+        json.loads(content, parse_constant=_reject_constant)
+    except ValueError:
+        return False
+    return True
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Go's decoder refuses NaN and Infinity
+
+
+class StaticResponse:
+    """The runtime of `static_response`: answers without calling the next handler."""
+
+    __slots__ = ("status", "headers", "body", "close", "abort")
+
+    def __init__(self, config: StaticResponseConfig) -> None:
+        from rws.handlers.headers import canonical_header_key  # headers imports this module
+
+        self.status = StatusCode(config.status_code)
+        headers: list[tuple[str | Template, tuple[Template, ...]]] = []
+        for name, values in (config.headers or {}).items():
+            name_template = compile_template(name)
+            key: str | Template = canonical_header_key(name_template.text_value) if name_template.static else name_template
+            headers.append((key, tuple(compile_template(v) for v in values)))
+        self.headers = tuple(headers)
+        self.body = compile_template(config.body) if config.body else None
+        self.close = config.close
+        self.abort = config.abort
+
+    async def handle(self, request: Request, next: Next) -> Response:
+        if self.abort:
+            return Response(0, Headers(), abort=True)
+        from rws.handlers.headers import canonical_header_key
+
+        headers = request.response_headers
+        for key, values in self.headers:
+            name = key if isinstance(key, str) else canonical_header_key(key.render(request))
+            headers.set_all(name, [v.render(request) for v in values])
+        body = self.body.render(request, keep_unknown=True) if self.body is not None else ""
+        if body and not headers.get("Content-Type"):
+            headers.set("Content-Type", "application/json" if _looks_like_json(body) else "text/plain; charset=utf-8")
+        status = self.status.resolve(request)
+        if status is None:
+            status = request.error.status if request.error is not None and request.error.status > 0 else 200
+        if status == 103:
+            # Early hints are not the final response; the headers stay for the one that is.
+            return await next(request)
+        return Response(status, headers, body.encode("utf-8"), close=self.close)
+
+
+def build_static_response(config: StaticResponseConfig, ctx: BuildContext) -> StaticResponse:
+    return StaticResponse(config)
+
+
 STATIC_RESPONSE = ModuleSpec(
     id="http.handlers.static_response",
     config=StaticResponseConfig,
@@ -199,4 +307,5 @@ STATIC_RESPONSE = ModuleSpec(
         "abort": Directive(_parse_abort),
         "redir": Directive(_parse_redir),
     },
+    runtime="rws.handlers.static_response:build_static_response",
 )

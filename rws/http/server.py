@@ -1,0 +1,124 @@
+"""One HTTP server of a config generation: its routes, error routes, connection settings
+and access log. It is the `App` its connections call for each request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from rws.errors import HttpError
+from rws.http.message import Headers, Request, Response
+from rws.http.routes import BuildContext, RouteList, error_id, serve
+from rws.protocols.connection import BodyStream, HttpConnection, Timeouts
+from rws.protocols.events import RequestReceived
+from rws.protocols.http1 import default_backend
+
+log = logging.getLogger(__name__)
+
+SERVER_HEADER = "rws"
+
+
+class HttpServer:
+    """Built from a decoded server config; `connection()` makes the protocol for a socket."""
+
+    def __init__(self, name: str, config: Any, ctx: BuildContext) -> None:
+        self.name = name
+        self.config = config
+        named = dict(config.named_routes or {})
+        ctx.named_routes = named
+        self.routes: RouteList = ctx.build_routes(config.routes)
+        self.errors: RouteList | None = ctx.build_routes(config.errors.routes) if config.errors else None
+        self.timeouts = Timeouts(
+            read_header=config.read_header_timeout if config.read_header_timeout else 60.0,
+            read_body=config.read_timeout or 0.0,
+            write=config.write_timeout or 0.0,
+            idle=config.idle_timeout if config.idle_timeout else 300.0,
+        )
+        self.max_header_bytes = config.max_header_bytes or 0
+        self.backend = default_backend()
+        self.access_log: Any = _access_logger(config, ctx)
+        self.connections: set[HttpConnection] = set()
+        self.idle: asyncio.Event | None = None
+
+    def connection(self) -> HttpConnection:
+        conn = HttpConnection(self, self.backend, max_header_bytes=self.max_header_bytes,
+                              timeouts=self.timeouts, on_close=self._closed)
+        self.connections.add(conn)
+        return conn
+
+    def _closed(self, conn: HttpConnection) -> None:
+        self.connections.discard(conn)
+        if not self.connections and self.idle is not None:
+            self.idle.set()
+
+    # --- the App interface ------------------------------------------------------------------
+
+    async def handle(self, head: RequestReceived, body: BodyStream, conn: HttpConnection) -> Response:
+        request = Request(head.method, head.target, Headers(head.headers), version=head.version,
+                          scheme=conn.scheme, remote=conn.remote, local=conn.local, body=body,
+                          server_name=self.name)
+        request.content_length = head.content_length
+        request.chunked = head.chunked
+        request.response_headers.set("Server", SERVER_HEADER)
+        request.vars["client_ip"] = conn.remote[0]
+        conn.exchange = request
+        try:
+            return await serve(self.routes, self.errors, request)
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception:  # a handler's bug: one log record with an id the client also sees
+            ident = error_id()
+            log.exception("handler failed", extra={"error_id": ident, "uri": request.uri})
+            headers = Headers([("Server", SERVER_HEADER), ("Content-Type", "text/plain; charset=utf-8")])
+            return Response(500, headers, f"internal server error (id {ident})\n".encode())
+
+    def sent(self, response: Response, head: RequestReceived, written: int, body: BodyStream) -> None:
+        if self.access_log is None:
+            return
+        request = getattr(response, "request", None)
+        request = request if request is not None else _current(body)
+        if request is not None:
+            self.access_log.log(request, response.status, response.headers, written, body.bytes_read,
+                                time.time() - request.start_time)
+
+    # --- draining ----------------------------------------------------------------------
+
+    def drain(self) -> None:
+        for conn in list(self.connections):
+            conn.drain()
+
+    async def wait_idle(self, timeout: float | None) -> bool:
+        """Wait until every connection has closed; False if `timeout` ran out first."""
+        if not self.connections:
+            return True
+        self.idle = asyncio.Event()
+        try:
+            await asyncio.wait_for(self.idle.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    def abort_all(self) -> None:
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+
+
+def _current(body: BodyStream) -> Request | None:
+    request = getattr(body.conn, "exchange", None)
+    return request if isinstance(request, Request) else None
+
+
+def _access_logger(config: Any, ctx: BuildContext) -> Any:
+    """The server's access logger, or None when its config asks for no access logs."""
+    if config.logs is None:
+        return None
+    from rws.observability.access_log import AccessLogger
+
+    return AccessLogger(config.logs, ctx)
+
+
+__all__ = ["HttpServer", "HttpError"]

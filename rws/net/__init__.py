@@ -1,0 +1,1 @@
+"""Listening sockets, shared across config generations."""

@@ -1,0 +1,155 @@
+"""Listening sockets that outlive a config generation.
+
+A listener is bound once and kept while some generation uses its address; a reload that
+keeps the address keeps the socket (no gap in accepting), and only points the listener at
+the new generation's connection factory. A connection is bound to the factory that was
+current when it was accepted. An address no generation uses any more is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import stat
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from rws.errors import RwsError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """One socket to listen on: `network` is tcp, tcp4, tcp6 or unix."""
+
+    network: str
+    host: str
+    port: int
+
+    @property
+    def key(self) -> str:
+        if self.network == "unix":
+            return f"unix/{self.host}"
+        return f"{self.network}/{self.host}:{self.port}"
+
+
+def parse_listen(address: str) -> list[ListenAddress]:
+    """`[network/]host:port[-port]` -> one ListenAddress per port."""
+    network, slash, rest = address.partition("/")
+    if not slash:
+        network, rest = "tcp", address
+    network = network.lower() or "tcp"
+    if network.startswith("unix"):
+        return [ListenAddress("unix", rest, 0)]
+    if network not in ("tcp", "tcp4", "tcp6"):
+        raise RwsError(f"listen address {address!r}: network {network!r} is not supported")
+    if rest.startswith("["):
+        end = rest.find("]")
+        host, ports = rest[1:end], rest[end + 2:]
+    else:
+        host, _, ports = rest.rpartition(":")
+    start, _, end_port = ports.partition("-")
+    try:
+        first, last = int(start), int(end_port or start)
+    except ValueError:
+        raise RwsError(f"listen address {address!r}: invalid port {ports!r}") from None
+    return [ListenAddress(network, host, p) for p in range(first, last + 1)]
+
+
+@dataclass(eq=False)
+class Listener:
+    address: ListenAddress
+    sock: socket.socket
+    server: asyncio.AbstractServer | None = None
+    factory: Callable[[], asyncio.Protocol] | None = None  # the current generation's
+    users: int = 0
+
+    @property
+    def bound(self) -> tuple[str, int]:
+        name = self.sock.getsockname()
+        if isinstance(name, tuple):
+            return str(name[0]), int(name[1])
+        return str(name), 0
+
+    def make_protocol(self) -> asyncio.Protocol:
+        factory = self.factory
+        if factory is None:  # between generations: refuse politely by closing
+            return _Refuse()
+        return factory()
+
+
+class _Refuse(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
+@dataclass
+class ListenerPool:
+    listeners: dict[str, Listener] = field(default_factory=dict)
+
+    async def acquire(self, address: ListenAddress) -> Listener:
+        listener = self.listeners.get(address.key)
+        if listener is None:
+            sock = _bind(address)
+            listener = Listener(address, sock)
+            loop = asyncio.get_running_loop()
+            listener.server = await loop.create_server(listener.make_protocol, sock=sock, backlog=1024)
+            self.listeners[address.key] = listener
+            log.info("listener bound", extra={"address": address.key, "bound": listener.bound})
+        listener.users += 1
+        return listener
+
+    def release(self, listener: Listener) -> None:
+        listener.users -= 1
+        if listener.users <= 0:
+            self.listeners.pop(listener.address.key, None)
+            if listener.server is not None:
+                listener.server.close()
+            if listener.address.network == "unix":
+                _remove_socket_file(listener.address.host)
+            log.info("listener closed", extra={"address": listener.address.key})
+
+    def close_all(self) -> None:
+        for listener in list(self.listeners.values()):
+            listener.users = 0
+            self.release(listener)
+
+
+def _bind(address: ListenAddress) -> socket.socket:
+    try:
+        if address.network == "unix":
+            _remove_socket_file(address.host)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(address.host)
+        else:
+            family = socket.AF_INET6 if address.network == "tcp6" or ":" in address.host else socket.AF_INET
+            if address.host == "" and address.network == "tcp" and socket.has_ipv6:
+                family = socket.AF_INET6
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if address.host == "" else 1)
+            sock.bind((address.host or ("::" if family == socket.AF_INET6 else "0.0.0.0"), address.port))
+        sock.listen(1024)
+        sock.setblocking(False)
+        return sock
+    except OSError as exc:
+        raise RwsError(f"listening on {address.key}: {exc.strerror or exc}") from None
+
+
+def _remove_socket_file(path: str) -> None:
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("could not remove socket file", extra={"path": path, "error": str(exc)})
+
+
+def describe(listener: Any) -> str:
+    host, port = listener.bound
+    return f"{host}:{port}"

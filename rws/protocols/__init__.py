@@ -1,0 +1,1 @@
+"""HTTP protocols: sans-IO cores (no sockets, no clocks) and the asyncio shell that drives them."""

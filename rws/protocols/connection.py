@@ -1,0 +1,439 @@
+"""The asyncio shell of an HTTP/1 connection: moves bytes between the socket and the core,
+runs one exchange at a time (pipelined requests wait their turn, responses stay in
+order), streams bodies both ways with flow control, and enforces the timeouts.
+
+It knows nothing of routes or handlers: an `App` turns a request head and its body
+stream into a response object (status, headers, body, close, abort), and hears when the
+response has been sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import email.utils
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Protocol
+
+from rws.protocols.events import BodyReceived, ConnectionTerminated, ProtocolError, RequestReceived, StreamEnded
+from rws.protocols.http1.core import CONTINUE, Http1Core, chunk, error_response, last_chunk, response_head
+
+log = logging.getLogger(__name__)
+
+HIGH_WATER = 256 * 1024  # buffered request body bytes before reading pauses
+MAX_PIPELINED = 16  # requests waiting their turn before reading pauses
+DRAIN_LIMIT = 256 * 1024  # unread body bytes we still read to keep a connection alive
+FILE_CHUNK = 256 * 1024
+
+
+@dataclass(slots=True)
+class Timeouts:
+    read_header: float = 60.0
+    read_body: float = 0.0  # 0: none
+    write: float = 0.0
+    idle: float = 300.0
+
+
+class App(Protocol):
+    async def handle(self, head: RequestReceived, body: BodyStream, conn: HttpConnection) -> Any: ...
+
+    def sent(self, response: Any, head: RequestReceived, written: int, body: BodyStream) -> None: ...
+
+
+class BodyStream:
+    """One request's body as it arrives; `read`/iteration wait for data with flow control."""
+
+    __slots__ = ("conn", "chunks", "size", "complete", "waiter", "bytes_read", "expect_continue", "error")
+
+    def __init__(self, conn: HttpConnection, expect_continue: bool) -> None:
+        self.conn = conn
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.size = 0
+        self.complete = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.bytes_read = 0
+        self.expect_continue = expect_continue
+        self.error: Exception | None = None
+
+    def feed(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.size += len(data)
+        self.bytes_read += len(data)
+        self._wake()
+
+    def finish(self, error: Exception | None = None) -> None:
+        self.complete = True
+        self.error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            parts: list[bytes] = []
+            while True:
+                part = await self.read(1 << 20)
+                if not part:
+                    return b"".join(parts)
+                parts.append(part)
+        while not self.chunks and not self.complete:
+            if self.expect_continue:
+                self.expect_continue = False
+                self.conn.send_continue()
+            self.waiter = self.conn.loop.create_future()
+            self.conn.resume_if_needed()
+            await self.waiter
+            self.waiter = None
+        if not self.chunks:
+            if self.error is not None:
+                raise self.error
+            return b""
+        data = self.chunks.popleft()
+        if len(data) > n > 0:
+            self.chunks.appendleft(data[n:])
+            data = data[:n]
+        self.size -= len(data)
+        self.conn.resume_if_needed()
+        return data
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        while True:
+            data = await self.read(FILE_CHUNK)
+            if not data:
+                return
+            yield data
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._iterate()
+
+
+class HttpConnection(asyncio.Protocol):
+    def __init__(self, app: App, backend: type, *, scheme: str = "http", max_header_bytes: int = 0,
+                 timeouts: Timeouts | None = None, on_close: Any = None) -> None:
+        self.app = app
+        self.core = Http1Core(backend, max_header_bytes)
+        self.scheme = scheme
+        self.timeouts = timeouts or Timeouts()
+        self.on_close = on_close
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.remote: tuple[str, int] = ("", 0)
+        self.local: tuple[str, int] = ("", 0)
+        self.pending: collections.deque[tuple[RequestReceived, BodyStream]] = collections.deque()
+        self.receiving: BodyStream | None = None  # the body being parsed now
+        self.task: asyncio.Task[None] | None = None
+        self.reading_paused = False
+        self.write_paused: asyncio.Future[None] | None = None
+        self.closing = False  # close after the current response
+        self.timer: asyncio.TimerHandle | None = None
+        self.stop_after_current = False
+        self.head_timer = False  # the read_header timer runs for the head being received
+        self.exchange: Any = None  # the app's state for the exchange in flight
+
+    # --- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio.Transport subclasses
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        if isinstance(peer, tuple):
+            self.remote = (str(peer[0]), int(peer[1]))
+        if isinstance(sock, tuple):
+            self.local = (str(sock[0]), int(sock[1]))
+        self._arm(self.timeouts.idle)
+
+    def data_received(self, data: bytes) -> None:
+        if self.core.in_head and not self.head_timer and not self.pending and self.task is None:
+            self.head_timer = True
+            self._arm(self.timeouts.read_header)
+        self._handle_events(self.core.receive_data(data))
+
+    def eof_received(self) -> bool | None:
+        self._handle_events(self.core.receive_data(b""))
+        self._handle_events([ConnectionTerminated()])
+        return True  # keep our side open until the response in flight is written
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self.receiving is not None and not self.receiving.complete:
+            self.receiving.finish(ConnectionResetError("client closed the connection"))
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        if self.write_paused is not None and not self.write_paused.done():
+            self.write_paused.set_result(None)
+        self.transport = None
+        if self.on_close is not None:
+            self.on_close(self)
+
+    def pause_writing(self) -> None:
+        if self.write_paused is None or self.write_paused.done():
+            self.write_paused = self.loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self.write_paused is not None and not self.write_paused.done():
+            self.write_paused.set_result(None)
+
+    # --- events ------------------------------------------------------------------------
+
+    def _handle_events(self, events: list[Any]) -> None:
+        for event in events:
+            if isinstance(event, RequestReceived):
+                body = BodyStream(self, event.expect_continue)
+                if not event.has_body:
+                    body.complete = True
+                self.receiving = body
+                self.pending.append((event, body))
+                self.head_timer = False
+                self._disarm_if_reading_header()
+            elif isinstance(event, BodyReceived):
+                if self.receiving is not None:
+                    self.receiving.feed(event.data)
+            elif isinstance(event, StreamEnded):
+                if self.receiving is not None:
+                    self.receiving.finish()
+                    self.receiving = None
+            elif isinstance(event, ProtocolError):
+                self._protocol_error(event)
+                return
+            elif isinstance(event, ConnectionTerminated):
+                if self.receiving is not None and not self.receiving.complete:
+                    self.receiving.finish(ConnectionResetError("client closed the connection"))
+                self.closing = True
+                if self.task is None and not self.pending:
+                    self._close()
+                    return
+        self._flow_control()
+        if self.task is None and self.pending:
+            self._start_next()
+
+    def _protocol_error(self, event: ProtocolError) -> None:
+        if event.status == 0:  # an upgrade we don't speak: finish what we have, then close
+            self.closing = True
+            self._flow_control()
+            if self.task is None and self.pending:
+                self._start_next()
+            return
+        log.debug("malformed request", extra={"status": event.status, "reason": event.message})
+        if self.receiving is not None and not self.receiving.complete:
+            self.receiving.finish(ConnectionResetError(event.message))
+        if self.task is None and self.transport is not None:
+            self.transport.write(error_response(event.status))
+            self._close()
+        else:
+            self.closing = True
+            self.stop_after_current = True
+            self.pending.clear()
+
+    def _flow_control(self) -> None:
+        buffered = sum(b.size for _, b in self.pending) + (self.receiving.size if self.receiving else 0)
+        if not self.reading_paused and (buffered > HIGH_WATER or len(self.pending) > MAX_PIPELINED):
+            self.reading_paused = True
+            if self.transport is not None:
+                self.transport.pause_reading()
+
+    def resume_if_needed(self) -> None:
+        if not self.reading_paused or self.transport is None:
+            return
+        buffered = sum(b.size for _, b in self.pending) + (self.receiving.size if self.receiving else 0)
+        if buffered <= HIGH_WATER // 2 and len(self.pending) <= MAX_PIPELINED:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def send_continue(self) -> None:
+        if self.transport is not None:
+            self.transport.write(CONTINUE)
+
+    # --- exchanges ---------------------------------------------------------------------
+
+    def _start_next(self) -> None:
+        head, body = self.pending.popleft()
+        self._disarm()
+        if self.timeouts.read_body and not body.complete:
+            self._arm(self.timeouts.read_body)
+        self.task = self.loop.create_task(self._exchange(head, body))
+
+    async def _exchange(self, head: RequestReceived, body: BodyStream) -> None:
+        keep = False
+        try:
+            response = await self.app.handle(head, body, self)
+            if getattr(response, "abort", False):
+                self._close(abort=True)
+                return
+            keep = (head.keep_alive and not self.closing and not getattr(response, "close", False)
+                    and not self.stop_after_current)
+            keep = await self._unread_body_allows(body, keep)
+            written = await self._write_response(head, response, keep)
+            self.app.sent(response, head, written, body)
+        except asyncio.CancelledError:
+            return
+        except ConnectionError:
+            keep = False
+        except Exception:  # the connection's task boundary: log once, drop the connection
+            log.exception("error writing response")
+            keep = False
+        finally:
+            self.task = None
+        if not keep or self.transport is None:
+            self._close()
+            return
+        if self.pending:
+            self._start_next()
+        else:
+            self._arm(self.timeouts.idle)
+            self.resume_if_needed()
+
+    async def _unread_body_allows(self, body: BodyStream, keep: bool) -> bool:
+        """Whether the connection can go on after a handler left part of the body unread."""
+        if body.complete:
+            body.chunks.clear()
+            body.size = 0
+            return keep
+        if not keep or body.expect_continue:
+            return False  # the client never sent the body we never asked for
+        read = 0
+        while read <= DRAIN_LIMIT:
+            data = await body.read(FILE_CHUNK)
+            if not data:
+                return keep
+            read += len(data)
+        return False
+
+    async def _write_response(self, head: RequestReceived, response: Any, keep: bool) -> int:
+        """Write status, headers and body; return the number of body bytes sent."""
+        status: int = response.status
+        headers: list[tuple[str, str]] = list(response.headers.items())
+        names = {k.lower() for k, _ in headers}
+        body = response.body
+        no_body = head.method == "HEAD" or status in (204, 304) or 100 <= status < 200
+        length: int | None = None
+        if isinstance(body, (bytes, bytearray, memoryview)):
+            length = len(body)
+        elif hasattr(body, "file"):
+            length = body.length
+        chunked = False
+        if status in (204, 304) or 100 <= status < 200:
+            headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "transfer-encoding")]
+        elif length is not None:
+            if "content-length" not in names:
+                headers.append(("Content-Length", str(length)))
+        elif "content-length" not in names and head.method != "HEAD":
+            if head.version == "HTTP/1.1":
+                chunked = True
+                headers.append(("Transfer-Encoding", "chunked"))
+            else:
+                keep = False
+        if "date" not in names:
+            headers.append(("Date", _http_date()))
+        if not keep:
+            headers = [(k, v) for k, v in headers if k.lower() != "connection"] + [("Connection", "close")]
+        elif head.version == "HTTP/1.0":
+            headers.append(("Connection", "keep-alive"))
+        if self.timeouts.write:
+            self._arm(self.timeouts.write)
+        start = response_head(status, headers)
+        if no_body:
+            self._write(start)
+            _close_body(body)
+            return 0
+        if length is not None and not hasattr(body, "file"):
+            self._write(start + bytes(body))
+            return length
+        self._write(start)
+        return await self._write_stream(body, chunked, response)
+
+    async def _write_stream(self, body: Any, chunked: bool, response: Any) -> int:
+        written = 0
+        if hasattr(body, "file"):
+            try:
+                remaining = body.length
+                body.file.seek(body.offset)
+                while remaining > 0:
+                    data = body.file.read(min(FILE_CHUNK, remaining))
+                    if not data:
+                        break
+                    remaining -= len(data)
+                    written += len(data)
+                    self._write(data)
+                    await self._drain()
+            finally:
+                body.file.close()
+            return written
+        async for data in body:
+            if not data:
+                continue
+            written += len(data)
+            self._write(chunk(data) if chunked else data)
+            await self._drain()
+        if chunked:
+            trailers = getattr(response, "trailers", None)
+            self._write(last_chunk(list(trailers.items()) if trailers else None))
+        return written
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is None:
+            raise ConnectionResetError("client closed the connection")
+        self.transport.write(data)
+
+    async def _drain(self) -> None:
+        if self.transport is None:
+            raise ConnectionResetError("client closed the connection")
+        if self.write_paused is not None and not self.write_paused.done():
+            await self.write_paused
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Stop taking requests: close now if idle, else after the response in flight."""
+        self.closing = True
+        if self.task is None and not self.pending:
+            self._close()
+
+    def _close(self, abort: bool = False) -> None:
+        self._disarm()
+        if self.transport is not None:
+            if abort:
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        if seconds > 0:
+            self.timer = self.loop.call_later(seconds, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _disarm_if_reading_header(self) -> None:
+        if self.task is None:
+            self._disarm()
+
+    def _timed_out(self) -> None:
+        self.timer = None
+        if self.task is not None and self.task.done() is False:
+            self.task.cancel()
+        self._close(abort=self.task is not None)
+
+
+def _close_body(body: Any) -> None:
+    if hasattr(body, "file"):
+        body.file.close()
+    elif hasattr(body, "aclose"):
+        asyncio.ensure_future(body.aclose())
+
+
+_DATE: list[Any] = [0, b""]
+
+
+def _http_date() -> str:
+    now = int(time.time())
+    if _DATE[0] != now:
+        _DATE[0] = now
+        _DATE[1] = email.utils.formatdate(now, usegmt=True)
+    return str(_DATE[1])

@@ -1,0 +1,212 @@
+"""The HTTP/1.1 core: bytes in, events out; responses out as bytes. No I/O, no clocks.
+
+The parser backend (httptools on the hot path, h11 as the pure-Python fallback) only
+turns bytes into request heads, body chunks and message ends; this core owns the rest
+once, for both: the limits (request line, header size), the framing checks that stop
+request smuggling, and the serialisation of responses.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from rws.protocols.events import BodyReceived, Event, ProtocolError, RequestReceived, StreamEnded
+
+DEFAULT_MAX_HEADER_BYTES = 1024 * 1024
+MAX_TARGET_BYTES = 64 * 1024
+
+
+class ParseFailure(Exception):
+    """A backend's report of malformed input, with the status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Sink(Protocol):
+    def head(self, method: str, target: bytes, version: str, headers: list[tuple[bytes, bytes]],
+             keep_alive: bool, upgrade: bool) -> None: ...
+
+    def body(self, data: bytes) -> None: ...
+
+    def end(self) -> None: ...
+
+    def target_part(self, size: int) -> None: ...
+
+
+class Backend(Protocol):
+    def feed(self, data: bytes) -> None: ...
+
+    def eof(self) -> None: ...
+
+
+class Http1Core:
+    """One connection's HTTP/1 state: `receive_data(bytes) -> [events]`."""
+
+    def __init__(self, backend_factory: type, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> None:
+        self.max_header_bytes = max_header_bytes or DEFAULT_MAX_HEADER_BYTES
+        self.events: list[Event] = []
+        self.in_head = True  # between requests or inside a request head
+        self.head_bytes = 0
+        self.target_bytes = 0
+        self.failed = False
+        self.backend: Backend = backend_factory(self)
+
+    # --- input ---------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes from the peer (b"" at end of input); return what they completed."""
+        if self.failed:
+            return []
+        try:
+            if not data:
+                self.backend.eof()
+            else:
+                if self.in_head:
+                    self.head_bytes += len(data)
+                    if self.head_bytes > self.max_header_bytes + MAX_TARGET_BYTES + 4096:
+                        raise ParseFailure(431, "request header fields too large")
+                self.backend.feed(data)
+        except ParseFailure as exc:
+            self.failed = True
+            self.events.append(ProtocolError(exc.status, exc.message))
+        events, self.events = self.events, []
+        return events
+
+    # --- the backend's callbacks (the Sink) ----------------------------------------------
+
+    def target_part(self, size: int) -> None:
+        self.target_bytes += size
+        if self.target_bytes > MAX_TARGET_BYTES:
+            raise ParseFailure(414, "request URI too long")
+
+    def head(self, method: str, target: bytes, version: str, headers: list[tuple[bytes, bytes]],
+             keep_alive: bool, upgrade: bool) -> None:
+        size = len(target) + sum(len(k) + len(v) + 4 for k, v in headers)
+        if len(target) > MAX_TARGET_BYTES:
+            raise ParseFailure(414, "request URI too long")
+        if size > self.max_header_bytes:
+            raise ParseFailure(431, "request header fields too large")
+        fields = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+        content_length, chunked = _framing(fields, version)
+        expect = _expect_continue(fields, version)
+        self.in_head = False
+        self.head_bytes = self.target_bytes = 0
+        self.events.append(RequestReceived(
+            method=method,
+            target=target.decode("latin-1"),
+            version=version,
+            headers=fields,
+            keep_alive=keep_alive,
+            expect_continue=expect,
+            has_body=chunked or bool(content_length),
+            content_length=content_length,
+            chunked=chunked,
+            upgrade=upgrade,
+        ))
+
+    def body(self, data: bytes) -> None:
+        self.events.append(BodyReceived(data))
+
+    def end(self) -> None:
+        self.in_head = True
+        self.events.append(StreamEnded())
+
+
+def _framing(fields: list[tuple[str, str]], version: str) -> tuple[int | None, bool]:
+    """Content-Length and chunked-ness of a request, refusing anything ambiguous."""
+    lengths: list[str] = []
+    encodings: list[str] = []
+    hosts = 0
+    for name, value in fields:
+        lname = name.lower()
+        if lname == "content-length":
+            lengths.extend(v.strip() for v in value.split(","))
+        elif lname == "transfer-encoding":
+            encodings.extend(v.strip().lower() for v in value.split(",") if v.strip())
+        elif lname == "host":
+            hosts += 1
+        if "\x00" in value or "\r" in value or "\n" in value:
+            raise ParseFailure(400, "invalid header value")
+    if hosts > 1:
+        raise ParseFailure(400, "too many Host headers")
+    if hosts == 0 and version == "HTTP/1.1":
+        raise ParseFailure(400, "missing required Host header")
+    if encodings:
+        if lengths:
+            raise ParseFailure(400, "both Transfer-Encoding and Content-Length")
+        if version == "HTTP/1.0":
+            raise ParseFailure(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if encodings != ["chunked"]:
+            raise ParseFailure(501, f"unsupported transfer encoding: {','.join(encodings)!r}")
+        return None, True
+    if lengths:
+        if len(set(lengths)) != 1 or not lengths[0].isdigit() or len(lengths[0]) > 18:
+            raise ParseFailure(400, "invalid Content-Length")
+        return int(lengths[0]), False
+    return None, False
+
+
+def _expect_continue(fields: list[tuple[str, str]], version: str) -> bool:
+    if version != "HTTP/1.1":
+        return False
+    return any(k.lower() == "expect" and v.strip().lower() == "100-continue" for k, v in fields)
+
+
+# --- responses ---------------------------------------------------------------------------
+
+_REASONS: dict[int, bytes] = {}
+
+
+def status_line(status: int, version: str = "HTTP/1.1") -> bytes:
+    reason = _REASONS.get(status)
+    if reason is None:
+        from http import HTTPStatus
+
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "status code %d" % status
+        reason = _REASONS[status] = phrase.encode("latin-1")
+    return b"%s %d %s\r\n" % (version.encode("ascii"), status, reason)
+
+
+def response_head(status: int, headers: list[tuple[str, str]]) -> bytes:
+    """The status line and header block of an HTTP/1.1 response."""
+    parts = [status_line(status)]
+    for name, value in headers:
+        parts.append(b"%s: %s\r\n" % (name.encode("latin-1"), _field_value(value)))
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def _field_value(value: str) -> bytes:
+    if "\r" in value or "\n" in value or "\x00" in value:
+        value = value.replace("\r", " ").replace("\n", " ").replace("\x00", " ")
+    return value.encode("latin-1", "replace")
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def last_chunk(trailers: list[tuple[str, str]] | None = None) -> bytes:
+    if not trailers:
+        return LAST_CHUNK
+    lines = b"".join(b"%s: %s\r\n" % (k.encode("latin-1"), _field_value(v)) for k, v in trailers)
+    return b"0\r\n" + lines + b"\r\n"
+
+
+def error_response(status: int, close: bool = True) -> bytes:
+    """A complete plain response for protocol errors (no handler ran)."""
+    body = status_line(status)[9:].strip()
+    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+    if close:
+        headers.append(("Connection", "close"))
+    return response_head(status, headers) + body

@@ -1,0 +1,75 @@
+"""The h11 parser backend, for where no compiled httptools fits: same events."""
+
+from __future__ import annotations
+
+import h11
+
+from rws.protocols.http1.core import ParseFailure, Sink
+
+
+class H11Parser:
+    __slots__ = ("sink", "conn")
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.conn = self._new_connection()
+
+    @staticmethod
+    def _new_connection() -> h11.Connection:
+        return h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024 * 1024)
+
+    def feed(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+        self._drain()
+
+    def eof(self) -> None:
+        self.conn.receive_data(b"")
+        self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                event = self.conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise ParseFailure(exc.error_status_hint or 400, f"malformed request: {exc}") from None
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                if event is h11.PAUSED:
+                    self._next_cycle()
+                    continue
+                return
+            if isinstance(event, h11.Request):
+                target = event.target
+                self.sink.target_part(len(target))
+                headers = [(bytes(k), bytes(v)) for k, v in event.headers.raw_items()]
+                version = "HTTP/" + event.http_version.decode("ascii")
+                self.sink.head(event.method.decode("ascii"), bytes(target), version, headers,
+                               _keep_alive(headers, version), _upgrade(headers))
+            elif isinstance(event, h11.Data):
+                self.sink.body(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                self.sink.end()
+                self._next_cycle()
+            elif isinstance(event, h11.ConnectionClosed):
+                return
+
+    def _next_cycle(self) -> None:
+        """h11 waits for our response before the next request; we answer elsewhere, so
+        continue with a fresh connection fed what the client already sent."""
+        leftover, closed = self.conn.trailing_data
+        self.conn = self._new_connection()
+        if leftover:
+            self.conn.receive_data(leftover)
+        if closed:
+            self.conn.receive_data(b"")
+
+
+def _keep_alive(headers: list[tuple[bytes, bytes]], version: str) -> bool:
+    tokens = {t.strip().lower() for k, v in headers if k.lower() == b"connection" for t in v.split(b",")}
+    if version == "HTTP/1.0":
+        return b"keep-alive" in tokens
+    return b"close" not in tokens
+
+
+def _upgrade(headers: list[tuple[bytes, bytes]]) -> bool:
+    tokens = {t.strip().lower() for k, v in headers if k.lower() == b"connection" for t in v.split(b",")}
+    return b"upgrade" in tokens and any(k.lower() == b"upgrade" for k, _ in headers)

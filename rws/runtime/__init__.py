@@ -1,0 +1,1 @@
+"""Load -> provision -> start -> swap -> drain: the running server and its config generations."""

@@ -1,0 +1,92 @@
+"""One config generation: everything built from one JSON tree, started on shared listeners,
+retired when the next one takes over."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from rws.config.model import validate_tree
+from rws.errors import RwsError
+from rws.http.routes import BuildContext
+from rws.http.server import HttpServer
+from rws.net.listeners import Listener, ListenerPool, parse_listen
+
+log = logging.getLogger(__name__)
+
+
+class Generation:
+    """Built (`Generation(tree)`, which validates and provisions), then `start`ed on the
+    pool's listeners, `activate`d (new connections come here), and finally `retire`d."""
+
+    def __init__(self, tree: dict[str, Any], config_files: tuple[str, ...] = ()) -> None:
+        self.tree = tree
+        self.config = validate_tree(tree)
+        self.ctx = BuildContext(config_files=config_files)
+        self.servers: dict[str, HttpServer] = {}
+        self.bindings: list[tuple[Listener, HttpServer]] = []
+        self.grace_period: float | None = None
+        self.shutdown_delay = 0.0
+        http = (self.config.apps or {}).get("http")
+        try:
+            if http is not None:
+                app = http.config
+                self.grace_period = app.grace_period or None
+                self.shutdown_delay = app.shutdown_delay or 0.0
+                for name, server_config in (app.servers or {}).items():
+                    self.servers[name] = HttpServer(name, server_config, self.ctx)
+        except BaseException:
+            self._run_closers()
+            raise
+
+    async def start(self, pool: ListenerPool) -> None:
+        """Acquire every listener; on failure release what was acquired and raise."""
+        try:
+            for server in self.servers.values():
+                for text in server.config.listen or ():
+                    for address in parse_listen(text):
+                        listener = await pool.acquire(address)
+                        self.bindings.append((listener, server))
+        except RwsError:
+            for listener, _ in self.bindings:
+                pool.release(listener)
+            self.bindings.clear()
+            self._run_closers()
+            raise
+
+    def activate(self) -> None:
+        for listener, server in self.bindings:
+            listener.factory = server.connection
+
+    def bound(self, server_name: str) -> list[tuple[str, int]]:
+        """The addresses a server's listeners are bound to (ports as the OS chose them)."""
+        return [listener.bound for listener, server in self.bindings if server.name == server_name]
+
+    async def retire(self, pool: ListenerPool, grace_period: float | None) -> None:
+        """Finish in-flight requests (bounded by `grace_period`), then close everything."""
+        for listener, server in self.bindings:
+            if listener.factory == server.connection:
+                listener.factory = None
+        for server in self.servers.values():
+            server.drain()
+        waits = [server.wait_idle(grace_period) for server in self.servers.values()]
+        results = await asyncio.gather(*waits) if waits else []
+        if not all(results):
+            log.warning("grace period over; closing connections still open", extra={"grace_period": grace_period})
+            for server in self.servers.values():
+                server.abort_all()
+        for listener, _ in self.bindings:
+            pool.release(listener)
+        self.bindings.clear()
+        self._run_closers()
+
+    def _run_closers(self) -> None:
+        for closer in reversed(self.ctx.closers):
+            try:
+                result = closer()
+                if asyncio.iscoroutine(result):
+                    asyncio.ensure_future(result)
+            except Exception:  # a module's close failing must not stop the others
+                log.exception("closing a module failed")
+        self.ctx.closers.clear()

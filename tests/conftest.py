@@ -1,0 +1,89 @@
+"""Shared fixtures: `serve` runs rws in-process on loopback with ephemeral ports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Callable
+
+import pytest
+
+from rws.rwsfile.adapt import adapt_text
+from rws.runtime.runtime import Runtime
+
+
+class RunningServer:
+    """A Runtime on its own event loop thread; `url()` gives addresses to send requests to."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.runtime: Runtime = self.call(self._make_runtime)
+
+    async def _make_runtime(self) -> Runtime:
+        return Runtime(autosave=False)
+
+    def call(self, make_coro: Callable[[], Any], timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(make_coro(), self.loop).result(timeout)
+
+    def apply(self, config: dict[str, Any] | str) -> None:
+        tree = to_tree(config)
+        self.call(lambda: self.runtime.apply(tree))
+
+    def port(self, server: str | None = None) -> int:
+        gen = self.runtime.generation
+        assert gen is not None, "no config applied"
+        name = server or sorted(gen.servers)[0]
+        return gen.bound(name)[0][1]
+
+    def url(self, path: str = "/", server: str | None = None) -> str:
+        return f"http://127.0.0.1:{self.port(server)}{path}"
+
+    def tree(self) -> dict[str, Any]:
+        return self.runtime.tree
+
+    def stop(self) -> None:
+        try:
+            self.call(lambda: self.runtime.stop(grace_period=5))
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.loop.close()
+
+
+def to_tree(config: dict[str, Any] | str) -> dict[str, Any]:
+    """A JSON tree (copied) or an Rwsfile's adapted tree, with every listener on 127.0.0.1:0
+    unless a listener already names 127.0.0.1."""
+    tree = json.loads(json.dumps(config)) if isinstance(config, dict) else adapt_text(config)[0]
+    servers = tree.get("apps", {}).get("http", {}).get("servers", {})
+    for server in servers.values():
+        listen = server.get("listen") or []
+        if not all(addr.startswith("127.0.0.1:") for addr in listen):
+            server["listen"] = ["127.0.0.1:0"]
+        server.setdefault("automatic_https", {})["disable"] = True
+    return tree
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[dict[str, Any] | str], Any]]:
+    """`with serve(config) as server:` where config is a JSON tree or Rwsfile text."""
+    running: list[RunningServer] = []
+
+    @contextmanager
+    def start(config: dict[str, Any] | str) -> Iterator[RunningServer]:
+        server = RunningServer()
+        running.append(server)
+        server.apply(config)
+        try:
+            yield server
+        finally:
+            server.stop()
+            running.remove(server)
+
+    yield start
+    for server in running:
+        server.stop()
