@@ -30,9 +30,22 @@ class RunningServer:
     def call(self, make_coro: Callable[[], Any], timeout: float = 30) -> Any:
         return asyncio.run_coroutine_threadsafe(make_coro(), self.loop).result(timeout)
 
-    def apply(self, config: dict[str, Any] | str) -> None:
+    def apply(self, config: dict[str, Any] | str, parser: str | None = None) -> None:
         tree = to_tree(config)
         self.call(lambda: self.runtime.apply(tree))
+        if parser is not None:
+            self.use_parser(parser)
+
+    def use_parser(self, parser: str) -> None:
+        """Serve new connections with the named HTTP/1 parser backend ("httptools" or "h11")."""
+        from rws.protocols.http1.parse_h11 import H11Parser
+        from rws.protocols.http1.parse_httptools import HttptoolsParser
+
+        backend = {"h11": H11Parser, "httptools": HttptoolsParser}[parser]
+        gen = self.runtime.generation
+        assert gen is not None
+        for server in gen.servers.values():
+            server.backend = backend
 
     def port(self, server: str | None = None) -> int:
         gen = self.runtime.generation
@@ -74,10 +87,10 @@ def serve() -> Iterator[Callable[[dict[str, Any] | str], Any]]:
     running: list[RunningServer] = []
 
     @contextmanager
-    def start(config: dict[str, Any] | str) -> Iterator[RunningServer]:
+    def start(config: dict[str, Any] | str, parser: str | None = None) -> Iterator[RunningServer]:
         server = RunningServer()
         running.append(server)
-        server.apply(config)
+        server.apply(config, parser)
         try:
             yield server
         finally:

@@ -210,10 +210,11 @@ def _parse_encode(h: Helper) -> Any:
     return handler
 
 
-_RUNTIME = "rws.handlers.encode_runtime"
-
 ENCODE = ModuleSpec(id="http.handlers.encode", config=EncodeConfig, directives={"encode": Directive(_parse_encode)},
-                    runtime=f"{_RUNTIME}:build_encode")
-GZIP = ModuleSpec(id="http.encoders.gzip", config=GzipConfig, rwsfile=_parse_gzip, runtime=f"{_RUNTIME}:build_gzip")
-ZSTD = ModuleSpec(id="http.encoders.zstd", config=ZstdConfig, rwsfile=_parse_zstd, runtime=f"{_RUNTIME}:build_zstd")
-BROTLI = ModuleSpec(id="http.encoders.br", config=BrotliConfig, rwsfile=_parse_brotli, runtime=f"{_RUNTIME}:build_brotli")
+                    runtime="rws.handlers.encode_runtime:build_encode")
+GZIP = ModuleSpec(id="http.encoders.gzip", config=GzipConfig, rwsfile=_parse_gzip,
+                  runtime="rws.handlers.encoders:build_gzip")
+ZSTD = ModuleSpec(id="http.encoders.zstd", config=ZstdConfig, rwsfile=_parse_zstd,
+                  runtime="rws.handlers.encoders:build_zstd")
+BROTLI = ModuleSpec(id="http.encoders.br", config=BrotliConfig, rwsfile=_parse_brotli,
+                    runtime="rws.handlers.encoders:build_brotli")

@@ -1,17 +1,27 @@
 """The `error` handler: raise an HTTP error for the error routes to handle.
 
 Directive: `error [<matcher>] <status>|<message> [<status>] { message <text> }`.
+
+At run time (`StaticError`) the handler raises `HttpError` with the configured status
+(500 when none is set; placeholders allowed) and the message with its known placeholders
+expanded (unknown ones stay as written), which error routes read as `{http.error.*}`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rws.config.decode import WeakString
-from rws.handlers.static_response import text_and_status, validate_status_code, weak_string
+from rws.errors import HttpError
+from rws.handlers.static_response import StatusCode, text_and_status, validate_status_code, weak_string
+from rws.http.message import Next, Request, Response
+from rws.http.placeholders import compile_template
 from rws.registry import ModuleSpec
 from rws.rwsfile.directives import Directive, Helper
+
+if TYPE_CHECKING:
+    from rws.http.routes import BuildContext
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,4 +50,27 @@ def _parse_error(h: Helper) -> Any:
     return handler
 
 
-ERROR = ModuleSpec(id="http.handlers.error", config=ErrorConfig, directives={"error": Directive(_parse_error)})
+class StaticError:
+    """The runtime of `error`: never calls the next handler."""
+
+    __slots__ = ("status", "message")
+
+    def __init__(self, config: ErrorConfig) -> None:
+        self.status = StatusCode(config.status_code)
+        self.message = compile_template(config.error)
+
+    async def handle(self, request: Request, next: Next) -> Response:
+        status = self.status.resolve(request) or 500
+        raise HttpError(status, self.message.render(request, keep_unknown=True))
+
+
+def build_error(config: ErrorConfig, ctx: BuildContext) -> StaticError:
+    return StaticError(config)
+
+
+ERROR = ModuleSpec(
+    id="http.handlers.error",
+    config=ErrorConfig,
+    directives={"error": Directive(_parse_error)},
+    runtime="rws.handlers.error:build_error",
+)

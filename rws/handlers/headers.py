@@ -3,19 +3,31 @@
 Directives: `header` (response fields) and `request_header` (request fields). Also the
 Rwsfile form of a response matcher (`match { status ...; header ... }`), which `encode`
 uses too, and Go's canonical header-name spelling.
+
+At run time (`HeadersHandler`, `HeaderOps`, `ResponseMatcher`) operations run in Caddy's
+order: delete `*`, add, set (values joined with ","), delete (wildcards), replace
+(substring, or a Go regexp with `$1` templates). Field names are written in Go's
+canonical spelling.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from rws.errors import ConfigError
-from rws.http.regexp import regexp_problem
+from rws.handlers.rewrite import go_template, replace_all
 from rws.handlers.static_response import go_atoi
+from rws.http.message import Headers, Next, Request, Response, split_host
+from rws.http.placeholders import Template, compile_template
+from rws.http.regexp import compile_regexp, regexp_problem
 from rws.registry import ModuleSpec
 from rws.rwsfile.directives import ConfigValue, Directive, Helper
 from rws.rwsfile.dispenser import Dispenser
+
+if TYPE_CHECKING:
+    from rws.http.routes import BuildContext
 
 # --- header names ------------------------------------------------------------------------
 
@@ -281,6 +293,199 @@ def _parse_request_header(h: Helper) -> Any:
     return {"handler": "headers", "request": ops.json()}
 
 
+# --- runtime -------------------------------------------------------------------------------
+
+
+class ResponseMatcher:
+    """A response matcher: status codes (`2` means any 2xx) and header fields, where a
+    null field must be absent, an empty list only present, and values may use `*` at
+    either end as a wildcard."""
+
+    __slots__ = ("status_codes", "headers")
+
+    def __init__(self, config: ResponseMatcherConfig) -> None:
+        self.status_codes = config.status_code
+        self.headers = tuple((field, values) for field, values in (config.headers or {}).items())
+
+    def match(self, status: int, headers: Headers) -> bool:
+        if self.status_codes and not any(_status_matches(status, code) for code in self.status_codes):
+            return False
+        for field, allowed in self.headers:
+            actual = headers.get_all(field)
+            if allowed is None:
+                if actual:
+                    return False
+            elif allowed or not actual:
+                if not any(_value_matches(value, want) for value in actual for want in allowed):
+                    return False
+        return True
+
+
+def _status_matches(status: int, code: int) -> bool:
+    return status == code or (code < 100 and code * 100 <= status < (code + 1) * 100)
+
+
+def _value_matches(value: str, want: str) -> bool:
+    if want == "*":
+        return True
+    if len(want) > 1 and want.startswith("*") and want.endswith("*"):
+        return want[1:-1] in value
+    if want.startswith("*"):
+        return value.endswith(want[1:])
+    if want.endswith("*"):
+        return value.startswith(want[:-1])
+    return value == want
+
+
+class _Replacement:
+    __slots__ = ("search", "pattern", "pattern_template", "replace")
+
+    def __init__(self, config: ReplacementConfig) -> None:
+        self.search = compile_template(config.search)
+        self.replace = compile_template(config.replace)
+        self.pattern: re.Pattern[str] | None = None
+        self.pattern_template: Template | None = None
+        if config.search_regexp and _has_placeholder(config.search_regexp):
+            self.pattern_template = compile_template(config.search_regexp)  # compiled per request
+        elif config.search_regexp:
+            self.pattern = compile_regexp(config.search_regexp)
+
+    def replacer(self, request: Request) -> Callable[[str], str] | None:
+        """The function this replacement applies to one value; None to skip it (a
+        per-request regexp that does not compile)."""
+        replace = self.replace.render(request, keep_unknown=True)
+        pattern = self.pattern
+        if self.pattern_template is not None:
+            try:
+                pattern = compile_regexp(self.pattern_template.render(request, keep_unknown=True))
+            except (re.error, OverflowError, RecursionError):
+                return None
+        if pattern is not None:
+            parts = go_template(replace)
+            compiled = pattern
+            return lambda value: replace_all(compiled, value, parts)
+        search = self.search.render(request, keep_unknown=True)
+        return lambda value: value.replace(search, replace)
+
+
+def _named(name: str) -> str | Template:
+    """A field name: canonical text when it has no placeholders, else a template."""
+    template = compile_template(name)
+    return canonical_header_key(template.text_value) if template.static else template
+
+
+class HeaderOps:
+    """Compiled header operations, applied in Caddy's order: delete `*`, add, set,
+    delete (with `*` wildcards at either end), replace. Names and values expand known
+    placeholders and keep unknown ones as written."""
+
+    __slots__ = ("add", "set", "delete", "replace")
+
+    def __init__(self, config: HeaderOpsConfig) -> None:
+        self.add = tuple((_named(k), tuple(compile_template(v) for v in vs)) for k, vs in (config.add or {}).items())
+        self.set = tuple((_named(k), tuple(compile_template(v) for v in vs)) for k, vs in (config.set or {}).items())
+        self.delete = tuple(compile_template(name) for name in config.delete)
+        self.replace = tuple((compile_template(k), tuple(_Replacement(r) for r in rs))
+                             for k, rs in (config.replace or {}).items())
+
+    def apply(self, headers: Headers, request: Request) -> None:
+        deletes = [t.render(request, keep_unknown=True).lower() for t in self.delete]
+        if "*" in deletes:
+            headers.clear()
+        for key, values in self.add:
+            name = _name(key, request)
+            for value in values:
+                headers.add(name, value.render(request, keep_unknown=True))
+        for key, values in self.set:
+            headers.set(_name(key, request), ",".join(v.render(request, keep_unknown=True) for v in values))
+        for pattern in deletes:
+            _delete(headers, pattern)
+        for field_template, replacements in self.replace:
+            field = canonical_header_key(field_template.render(request, keep_unknown=True)).lower()
+            for replacement in replacements:
+                change = replacement.replacer(request)
+                if change is not None:
+                    _replace_values(headers, field, change)
+
+
+def _name(key: str | Template, request: Request) -> str:
+    return key if isinstance(key, str) else canonical_header_key(key.render(request, keep_unknown=True))
+
+
+def _delete(headers: Headers, pattern: str) -> None:
+    """Delete one field, or (`*` at either end) every field whose lowercased name has the
+    rest as a suffix, prefix or substring."""
+    if pattern == "*":
+        return  # done first
+    if not pattern.startswith("*") and not pattern.endswith("*"):
+        headers.delete(pattern)
+        return
+    if len(pattern) > 1 and pattern.startswith("*") and pattern.endswith("*"):
+        test: Callable[[str], bool] = lambda name: pattern[1:-1] in name
+    elif pattern.startswith("*"):
+        test = lambda name: name.endswith(pattern[1:])
+    else:
+        test = lambda name: name.startswith(pattern[:-1])
+    for name in headers.names():
+        if test(name.lower()):
+            headers.delete(name)
+
+
+def _replace_values(headers: Headers, field: str, change: Callable[[str], str]) -> None:
+    """Rewrite in place the values of one field (lowercased), or of all fields for `*`."""
+    items = headers.items()
+    if field != "*" and not any(k.lower() == field for k, _ in items):
+        return
+    headers.clear()
+    for name, value in items:
+        headers.add(name, change(value) if field == "*" or name.lower() == field else value)
+
+
+class HeadersHandler:
+    """The runtime of `headers`. Request operations apply to a copy of the request (a
+    `Host` field there changes the request's host). Response operations apply to the
+    response header map before the next handler runs, or, when deferred or conditional
+    on `require`, to the response the next handler returns."""
+
+    __slots__ = ("request_ops", "response_ops", "deferred", "require")
+
+    def __init__(self, config: HeadersConfig) -> None:
+        self.request_ops = HeaderOps(config.request) if config.request is not None else None
+        response = config.response
+        self.response_ops = HeaderOps(response) if response is not None else None
+        self.require = ResponseMatcher(response.require) if response is not None and response.require else None
+        self.deferred = response is not None and (response.deferred or response.require is not None)
+
+    async def handle(self, request: Request, next: Next) -> Response:
+        if self.request_ops is not None:
+            request = self._apply_to_request(self.request_ops, request)
+        ops = self.response_ops
+        if ops is None:
+            return await next(request)
+        if not self.deferred:
+            ops.apply(request.response_headers, request)
+            return await next(request)
+        response = await next(request)
+        if self.require is None or self.require.match(response.status, response.headers):
+            ops.apply(response.headers, request)
+        return response
+
+    @staticmethod
+    def _apply_to_request(ops: HeaderOps, request: Request) -> Request:
+        headers = request.headers.copy()
+        ops.apply(headers, request)
+        hosts = headers.get_all("Host")
+        hostport = hosts[-1] if hosts else ""
+        if len(hosts) > 1:
+            headers.set("Host", hostport)  # the last Host wins, as the request's host
+        host, port = split_host(hostport)
+        return request.with_changes(headers=headers, host=host, port=port)
+
+
+def build_headers(config: HeadersConfig, ctx: BuildContext) -> HeadersHandler:
+    return HeadersHandler(config)
+
+
 HEADERS = ModuleSpec(
     id="http.handlers.headers",
     config=HeadersConfig,
@@ -288,4 +493,5 @@ HEADERS = ModuleSpec(
         "header": Directive(_parse_header, handler=False),
         "request_header": Directive(_parse_request_header),
     },
+    runtime="rws.handlers.headers:build_headers",
 )

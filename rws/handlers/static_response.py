@@ -258,11 +258,12 @@ def _reject_constant(name: str) -> Any:
 class StaticResponse:
     """The runtime of `static_response`: answers without calling the next handler."""
 
-    __slots__ = ("status", "headers", "body", "close", "abort")
+    __slots__ = ("status", "headers", "body", "close", "abort", "_canonical")
 
     def __init__(self, config: StaticResponseConfig) -> None:
         from rws.handlers.headers import canonical_header_key  # headers imports this module
 
+        self._canonical = canonical_header_key
         self.status = StatusCode(config.status_code)
         headers: list[tuple[str | Template, tuple[Template, ...]]] = []
         for name, values in (config.headers or {}).items():
@@ -277,11 +278,9 @@ class StaticResponse:
     async def handle(self, request: Request, next: Next) -> Response:
         if self.abort:
             return Response(0, Headers(), abort=True)
-        from rws.handlers.headers import canonical_header_key
-
         headers = request.response_headers
         for key, values in self.headers:
-            name = key if isinstance(key, str) else canonical_header_key(key.render(request))
+            name = key if isinstance(key, str) else self._canonical(key.render(request))
             headers.set_all(name, [v.render(request) for v in values])
         body = self.body.render(request, keep_unknown=True) if self.body is not None else ""
         if body and not headers.get("Content-Type"):

@@ -383,4 +383,4 @@ def replace_global(text: str) -> str:
 
 # The providers register themselves when their modules load; they live in their own modules
 # so that this one stays about templates and lookups.
-from rws.http import request_placeholders as _request_placeholders  # noqa: E402,F401
+import rws.http.request_placeholders  # noqa: E402,F401

@@ -18,7 +18,7 @@ from rws.http.message import Request
 from rws.http.routes import BuildContext
 
 _Q_TOLERANCE = 0.00001
-_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,6 +84,8 @@ class Http1Core:
 
     def head(self, method: str, target: bytes, version: str, headers: list[tuple[bytes, bytes]],
              keep_alive: bool, upgrade: bool) -> None:
+        if version not in ("HTTP/1.1", "HTTP/1.0"):
+            raise ParseFailure(400, f"unsupported HTTP version {version!r}")
         size = len(target) + sum(len(k) + len(v) + 4 for k, v in headers)
         if len(target) > MAX_TARGET_BYTES:
             raise ParseFailure(414, "request URI too long")

@@ -2,25 +2,44 @@
 
 from __future__ import annotations
 
+import re
+
 import h11
 
 from rws.protocols.http1.core import ParseFailure, Sink
 
 
+_OBS_FOLD = re.compile(rb"\n[ \t]")
+
+
 class H11Parser:
-    __slots__ = ("sink", "conn")
+    __slots__ = ("sink", "conn", "head")
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
         self.conn = self._new_connection()
+        self.head = bytearray()  # the bytes of a head still being received, to spot obs-fold
 
     @staticmethod
     def _new_connection() -> h11.Connection:
         return h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024 * 1024)
 
     def feed(self, data: bytes) -> None:
+        if self.conn.their_state is h11.IDLE:
+            self._check_head(data)
         self.conn.receive_data(data)
         self._drain()
+
+    def _check_head(self, data: bytes) -> None:
+        """h11 unfolds obsolete line folding; refuse it, as the httptools backend does."""
+        self.head += data
+        end = self.head.find(b"\r\n\r\n")
+        region = self.head if end < 0 else self.head[:end]
+        first_line_end = region.find(b"\n")
+        if first_line_end >= 0 and _OBS_FOLD.search(region, first_line_end):
+            raise ParseFailure(400, "obsolete line folding in a header")
+        if end >= 0:
+            self.head.clear()
 
     def eof(self) -> None:
         self.conn.receive_data(b"")
@@ -38,6 +57,7 @@ class H11Parser:
                     continue
                 return
             if isinstance(event, h11.Request):
+                self.head.clear()
                 target = event.target
                 self.sink.target_part(len(target))
                 headers = [(bytes(k), bytes(v)) for k, v in event.headers.raw_items()]

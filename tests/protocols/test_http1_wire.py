@@ -1,0 +1,180 @@
+"""HTTP/1.1 on the wire, over raw sockets, for both parser backends: framing, keep-alive,
+pipelining, limits, timeouts, and the malformed requests behind request smuggling."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+import pytest
+
+PARSERS = ["httptools", "h11"]
+
+
+def empty_server(**server: Any) -> dict[str, Any]:
+    return {"apps": {"http": {"servers": {"srv0": {"listen": ["127.0.0.1:0"], "routes": [], **server}}}}}
+
+
+@pytest.fixture(params=PARSERS)
+def server(request: pytest.FixtureRequest, serve: Any) -> Any:
+    with serve(empty_server(), parser=request.param) as running:
+        yield running
+
+
+def exchange(port: int, data: bytes, *, wait_close: bool = True, timeout: float = 10) -> bytes:
+    """Send raw bytes; read until the server closes (or `timeout`)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        if not wait_close:
+            sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def statuses(raw: bytes) -> list[int]:
+    return [int(line.split(b" ")[1]) for line in raw.split(b"\r\n") if line.startswith(b"HTTP/1.")]
+
+
+def get(path: str = "/", extra: bytes = b"", version: bytes = b"HTTP/1.1") -> bytes:
+    return b"GET " + path.encode() + b" " + version + b"\r\nHost: example.com\r\n" + extra + b"\r\n"
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(server: Any) -> None:
+    raw = exchange(server.port(), get() + get() + get(extra=b"Connection: close\r\n"))
+    assert statuses(raw) == [200, 200, 200]
+    assert raw.count(b"Connection: close") == 1
+
+
+def test_pipelined_responses_come_in_request_order(server: Any) -> None:
+    raw = exchange(server.port(), get("/a") + b"HEAD /b HTTP/1.1\r\nHost: x\r\n\r\n" + get("/c", b"Connection: close\r\n"))
+    assert statuses(raw) == [200, 200, 200]
+
+
+def test_http10_closes_unless_keep_alive(server: Any) -> None:
+    raw = exchange(server.port(), get(version=b"HTTP/1.0"))
+    assert statuses(raw) == [200]
+    assert b"Connection: close" in raw
+
+
+def test_responses_carry_date_and_server(server: Any) -> None:
+    raw = exchange(server.port(), get(extra=b"Connection: close\r\n"))
+    assert b"\r\nDate: " in raw
+    assert b"\r\nServer: rws\r\n" in raw
+
+
+def test_chunked_request_body_is_framed_correctly(server: Any) -> None:
+    body = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    raw = exchange(server.port(), body + get(extra=b"Connection: close\r\n"))
+    assert statuses(raw) == [200, 200]
+
+
+def test_content_length_body_is_framed_correctly(server: Any) -> None:
+    body = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nGET /"
+    raw = exchange(server.port(), body + get(extra=b"Connection: close\r\n"))
+    assert statuses(raw) == [200, 200]
+
+
+def test_expect_100_continue_is_answered_before_the_final_response(server: Any) -> None:
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+    raw = exchange(server.port(), head)
+    # the handler never reads the body, so no 100 is sent and the connection closes
+    assert statuses(raw) == [200]
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 6\r\n\r\nhello!", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Nul: a\x00b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-CR: a\rb\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost x\r\n\r\n", 400),
+        (b"G@T / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET / HTTP/9.9\r\nHost: x\r\n\r\n", 400),
+    ],
+)
+@pytest.mark.parametrize("parser", PARSERS)
+def test_malformed_requests_get_4xx_and_the_connection_closes(serve: Any, parser: str, request_bytes: bytes,
+                                                               status: int) -> None:
+    with serve(empty_server(), parser=parser) as running:
+        raw = exchange(running.port(), request_bytes + get())
+        assert statuses(raw)[:1] == [status], raw
+        assert len(statuses(raw)) == 1  # nothing after the error is processed
+        # and the server still serves
+        assert statuses(exchange(running.port(), get(extra=b"Connection: close\r\n"))) == [200]
+
+
+def test_request_line_too_long_is_414(server: Any) -> None:
+    raw = exchange(server.port(), get("/" + "a" * 70_000))
+    assert statuses(raw) == [414]
+
+
+def test_headers_over_max_header_size_are_431(serve: Any) -> None:
+    with serve(empty_server(max_header_bytes=4096)) as running:
+        raw = exchange(running.port(), get(extra=b"X-Big: " + b"a" * 5000 + b"\r\n"))
+        assert statuses(raw) == [431]
+
+
+def test_absolute_form_and_asterisk_targets(server: Any) -> None:
+    raw = exchange(server.port(), get("http://example.com/abs") + b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert statuses(raw) == [200, 200]
+
+
+def test_slow_header_trickle_is_closed_by_the_read_header_timeout(serve: Any) -> None:
+    with serve(empty_server(read_header_timeout="1s")) as running:
+        with socket.create_connection(("127.0.0.1", running.port()), timeout=10) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\n")
+            closed = False
+            for _ in range(40):  # a byte every 0.2 s would never finish the head
+                try:
+                    sock.sendall(b"X")
+                    time.sleep(0.2)
+                    sock.setblocking(False)
+                    data = sock.recv(1024)
+                    sock.setblocking(True)
+                    if data == b"":
+                        closed = True
+                        break
+                except BlockingIOError:
+                    sock.setblocking(True)
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = True
+                    break
+            assert closed
+
+
+def test_idle_keep_alive_connection_is_closed_by_the_idle_timeout(serve: Any) -> None:
+    with serve(empty_server(idle_timeout="1s")) as running:
+        with socket.create_connection(("127.0.0.1", running.port()), timeout=10) as sock:
+            sock.sendall(get())
+            first = sock.recv(65536)
+            assert statuses(first) == [200]
+            assert sock.recv(1024) == b""  # closed by the server, not by our 10 s timeout
+
+
+def test_many_idle_connections_do_not_stop_service(server: Any) -> None:
+    socks = [socket.create_connection(("127.0.0.1", server.port()), timeout=10) for _ in range(500)]
+    try:
+        assert statuses(exchange(server.port(), get(extra=b"Connection: close\r\n"))) == [200]
+    finally:
+        for s in socks:
+            s.close()
