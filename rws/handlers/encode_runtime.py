@@ -23,11 +23,11 @@ It behaves like Caddy's `encode` middleware:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 from rws.handlers.encode import EncodeConfig
 from rws.handlers.encoders import CompressStream, Encoding
+from rws.handlers.headers import ResponseMatcher, ResponseMatcherConfig
 from rws.http.message import FileBody, Headers, Next, Request, Response
 from rws.http.routes import BuildContext
 from rws.http.sniff import SNIFF_LEN, detect_content_type
@@ -105,56 +105,9 @@ def _strip_list(value: str, suffix: str) -> str:
     return value if out == tags else ", ".join(out)
 
 
-# --- response matching ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ResponseMatcher:
-    """Caddy's response matcher: status codes (`2` means 2xx) and header patterns
-    (`*` alone, `*x`, `x*`, `*x*`, exact; None = field absent, () = field present)."""
-
-    status_codes: tuple[int, ...]
-    headers: tuple[tuple[str, tuple[str, ...] | None], ...]
-
-    def match(self, status: int, headers: Headers) -> bool:
-        if self.status_codes and not any(_status_matches(status, c) for c in self.status_codes):
-            return False
-        for field, allowed in self.headers:
-            actual: list[str] | None = headers.get_all(field)
-            if not actual:
-                # like Go's ResponseMatcher, an absent Transfer-Encoding counts as present and empty
-                actual = [] if field.lower() == "transfer-encoding" else None
-            if allowed is None or not allowed:
-                if (allowed is None) == (actual is None):
-                    continue
-                return False
-            if not actual or not any(_value_matches(v, pattern) for v in actual for pattern in allowed):
-                return False
-        return True
-
-
-def _status_matches(actual: int, configured: int) -> bool:
-    return actual == configured or (configured < 100 and configured * 100 <= actual < (configured + 1) * 100)
-
-
-def _value_matches(value: str, pattern: str) -> bool:
-    if pattern == "*":
-        return True
-    if len(pattern) > 1 and pattern.startswith("*") and pattern.endswith("*"):
-        return pattern[1:-1] in value
-    if pattern.startswith("*"):
-        return value.endswith(pattern[1:])
-    if pattern.endswith("*"):
-        return value.startswith(pattern[:-1])
-    return value == pattern
-
-
-def build_response_matcher(config: Any) -> ResponseMatcher:
-    """A matcher from a decoded `ResponseMatcherConfig`, or Caddy's default content types."""
-    if config is None:
-        return ResponseMatcher((), (("Content-Type", DEFAULT_CONTENT_TYPES),))
-    headers = tuple((k, None if v is None else tuple(v)) for k, v in (config.headers or {}).items())
-    return ResponseMatcher(tuple(config.status_code or ()), headers)
+def default_matcher() -> ResponseMatcher:
+    """Caddy's default `match`: the compressible content types."""
+    return ResponseMatcher(ResponseMatcherConfig(headers={"Content-Type": DEFAULT_CONTENT_TYPES}))
 
 
 # --- the handler ---------------------------------------------------------------------------
@@ -411,4 +364,4 @@ def build_encode(config: EncodeConfig, ctx: BuildContext) -> Encode:
         encodings[encoder.name] = encoder
     prefer = config.prefer or tuple(n for n in DEFAULT_PREFER if n in encodings)
     return Encode(encodings, tuple(prefer), config.minimum_length or DEFAULT_MIN_LENGTH,
-                  build_response_matcher(config.match))
+                  ResponseMatcher(config.match) if config.match is not None else default_matcher())

@@ -2,17 +2,32 @@
 
 Directive: `map [<matcher>] <source> <destinations...> { [~]<input> <outputs...>; default <outputs...> }`.
 An input starting with `~` is a regular expression; an output `-` means "no value".
+
+At run time (`Map`) the source is expanded and every destination placeholder is set in
+`request.values` when the handler runs; Caddy computes a destination only when something
+reads it, which differs only if the source changes later in the chain. The first mapping
+whose input equals the source (or whose regexp finds a match in it; its output may use
+`${1}` and `${name}` but no placeholders) and whose output for that destination is not
+null gives the value; otherwise the default, otherwise an empty value. A destination that
+already has a value (another provider's placeholder, or an earlier `map`) keeps it, since
+in Caddy the first provider that knows a placeholder answers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rws.errors import ConfigError
-from rws.http.regexp import regexp_problem
+from rws.handlers.rewrite import TemplatePart, expand, go_template
+from rws.http.message import Next, Request, Response
+from rws.http.placeholders import Template, compile_template, lookup, to_string
+from rws.http.regexp import compile_regexp, regexp_problem
 from rws.registry import ModuleSpec
 from rws.rwsfile.directives import SIMPLE_SHORTHANDS, Directive, Helper
+
+if TYPE_CHECKING:
+    from rws.http.routes import BuildContext
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,4 +136,77 @@ def _parse_map(h: Helper) -> Any:
     return handler
 
 
-MAP = ModuleSpec(id="http.handlers.map", config=MapConfig, directives={"map": Directive(_parse_map)})
+# --- runtime -----------------------------------------------------------------------------
+
+Output = Template | tuple[TemplatePart, ...] | None  # a placeholder template, a regexp template, or no value
+
+
+class _Mapping:
+    __slots__ = ("input", "pattern", "outputs")
+
+    def __init__(self, config: MappingConfig) -> None:
+        self.input = config.input
+        self.pattern = compile_regexp(config.input_regexp) if config.input_regexp else None
+        outputs: list[Output] = []
+        for value in config.outputs:
+            if value is None:
+                outputs.append(None)
+            elif self.pattern is not None:
+                outputs.append(go_template(to_string(value)))
+            else:
+                outputs.append(compile_template(to_string(value)))
+        self.outputs = tuple(outputs)
+
+    def output(self, index: int, source: str, request: Request) -> str | None:
+        """This mapping's value for one destination, or None when it does not apply."""
+        output = self.outputs[index]
+        if output is None:
+            return None
+        if isinstance(output, Template):
+            return output.render(request) if source == self.input else None
+        assert self.pattern is not None
+        match = self.pattern.search(source)
+        return expand(output, match) if match else None
+
+
+class Map:
+    """The runtime of `map`: sets its destination placeholders, then calls the next handler."""
+
+    __slots__ = ("source", "destinations", "mappings", "defaults")
+
+    def __init__(self, config: MapConfig) -> None:
+        self.source = compile_template(config.source)
+        self.destinations = tuple(d.strip("{}") for d in config.destinations)
+        self.mappings = tuple(_Mapping(m) for m in config.mappings)
+        self.defaults = tuple(compile_template(d) for d in config.defaults)
+
+    async def handle(self, request: Request, next: Next) -> Response:
+        source: str | None = None
+        for index, key in enumerate(self.destinations):
+            if lookup(request, key)[1]:
+                continue
+            if source is None:
+                source = self.source.render(request)
+            request.values[key] = self._value(index, source, request)
+        return await next(request)
+
+    def _value(self, index: int, source: str, request: Request) -> str | None:
+        for mapping in self.mappings:
+            value = mapping.output(index, source, request)
+            if value is not None:
+                return value
+        if index < len(self.defaults):
+            return self.defaults[index].render(request)
+        return None
+
+
+def build_map(config: MapConfig, ctx: BuildContext) -> Map:
+    return Map(config)
+
+
+MAP = ModuleSpec(
+    id="http.handlers.map",
+    config=MapConfig,
+    directives={"map": Directive(_parse_map)},
+    runtime="rws.handlers.map:build_map",
+)

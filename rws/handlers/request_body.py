@@ -1,16 +1,27 @@
 """The `request_body` handler: limit (or replace) the request body.
 
 Directive: `request_body [<matcher>] { max_size <size>; set <body> }`.
+
+At run time (`RequestBodyHandler`) `set` replaces the body with its text (placeholders
+expanded, unknown ones empty) and fixes Content-Length; `max_size` wraps the body so
+that a handler reading more than that many bytes gets `HttpError(413)`, as Caddy's
+MaxBytesReader does. Nothing is read here: a handler that never reads the body never
+sees the limit.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
-from rws.errors import ConfigError
+from rws.errors import ConfigError, HttpError
+from rws.http.message import BufferedBody, Next, Request, RequestBody, Response
+from rws.http.placeholders import compile_template
 from rws.registry import ModuleSpec
 from rws.rwsfile.directives import Directive, Helper
+
+if TYPE_CHECKING:
+    from rws.http.routes import BuildContext
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,8 +59,88 @@ def _parse_request_body(h: Helper) -> Any:
     return handler
 
 
+# --- runtime -----------------------------------------------------------------------------
+
+TOO_LARGE = "http: request body too large"
+
+
+class LimitedBody:
+    """A request body that refuses to yield more than `limit` bytes in total: the read
+    that would go past it raises HttpError(413), and so does every read after it."""
+
+    __slots__ = ("_body", "_remaining", "_exceeded")
+
+    def __init__(self, body: RequestBody, limit: int) -> None:
+        self._body = body
+        self._remaining = limit
+        self._exceeded = False
+
+    async def read(self, n: int = -1) -> bytes:
+        if self._exceeded:
+            raise HttpError(413, TOO_LARGE)
+        if n == 0:
+            return b""
+        if n > 0:
+            return self._take(await self._body.read(min(n, self._remaining + 1)))
+        chunks: list[bytes] = []
+        while True:
+            chunk = self._take(await self._body.read(self._remaining + 1))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+    def _take(self, chunk: bytes) -> bytes:
+        if len(chunk) > self._remaining:
+            self._exceeded = True
+            self._remaining = 0
+            raise HttpError(413, TOO_LARGE)
+        self._remaining -= len(chunk)
+        return chunk
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        chunk = await self.read(65536)
+        while chunk:
+            yield chunk
+            chunk = await self.read(65536)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+
+class RequestBodyHandler:
+    """The runtime of `request_body`: passes a copy of the request with the body replaced
+    or limited."""
+
+    __slots__ = ("max_size", "set")
+
+    def __init__(self, config: RequestBodyConfig) -> None:
+        self.max_size = config.max_size
+        self.set = compile_template(config.set) if config.set else None
+
+    async def handle(self, request: Request, next: Next) -> Response:
+        changes: dict[str, Any] = {}
+        body: RequestBody = request.body
+        if self.set is not None:
+            data = self.set.render(request).encode("utf-8")
+            body = BufferedBody(data)
+            headers = request.headers.copy()
+            headers.delete("Transfer-Encoding")
+            headers.set("Content-Length", str(len(data)))
+            changes.update(headers=headers, content_length=len(data), chunked=False)
+        if self.max_size > 0:
+            body = LimitedBody(body, self.max_size)
+        if body is request.body:
+            return await next(request)
+        return await next(request.with_changes(body=body, **changes))
+
+
+def build_request_body(config: RequestBodyConfig, ctx: BuildContext) -> RequestBodyHandler:
+    return RequestBodyHandler(config)
+
+
 REQUEST_BODY = ModuleSpec(
     id="http.handlers.request_body",
     config=RequestBodyConfig,
     directives={"request_body": Directive(_parse_request_body)},
+    runtime="rws.handlers.request_body:build_request_body",
 )

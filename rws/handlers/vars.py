@@ -2,14 +2,24 @@
 
 Directives: `vars`, `root` (the `root` variable), and `log_skip` with its deprecated
 spelling `skip_log` (the `log_skip` variable, which keeps a request out of the access log).
+
+At run time (`Vars`) each name and each string value expands placeholders (unknown ones
+become empty); other values (numbers, booleans, null, lists) are stored as they are, in
+`request.vars`, which every copy of the request shares. Setting `http.auth.user.id` also
+sets that placeholder, as the access log reads it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rws.http.message import Next, Request, Response
+from rws.http.placeholders import Template, compile_template
 from rws.registry import ModuleSpec
 from rws.rwsfile.directives import ConfigValue, Directive, Helper
+
+if TYPE_CHECKING:
+    from rws.http.routes import BuildContext
 
 # The handler's JSON is an object of variable names to values of any JSON type.
 VarsConfig = dict[str, Any]
@@ -69,6 +79,35 @@ def _parse_log_skip(h: Helper) -> Any:
     return {"handler": "vars", "log_skip": True}
 
 
+class Vars:
+    """The runtime of `vars`: sets variables, then calls the next handler."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, config: VarsConfig) -> None:
+        items: list[tuple[Template, Any, bool]] = []
+        for name, value in config.items():
+            if isinstance(value, str):
+                items.append((compile_template(name), compile_template(value), True))
+            else:
+                items.append((compile_template(name), value, False))
+        self.items = tuple(items)
+
+    async def handle(self, request: Request, next: Next) -> Response:
+        for name_template, value, is_template in self.items:
+            name = name_template.render(request)
+            if is_template:
+                value = value.render(request)
+            request.vars[name] = value
+            if name == "http.auth.user.id":
+                request.values[name] = value
+        return await next(request)
+
+
+def build_vars(config: VarsConfig, ctx: BuildContext) -> Vars:
+    return Vars(config)
+
+
 VARS = ModuleSpec(
     id="http.handlers.vars",
     config=VarsConfig,
@@ -78,4 +117,5 @@ VARS = ModuleSpec(
         "log_skip": Directive(_parse_log_skip),
         "skip_log": Directive(_parse_log_skip),
     },
+    runtime="rws.handlers.vars:build_vars",
 )

@@ -252,6 +252,8 @@ class HttpAppConfig:
         for srv_name, srv in self.servers.items():
             for i, addr in enumerate(srv.listen):
                 parsed = parse_network_address(addr)  # checked by ServerConfig.validate
+                if parsed.has_ports and parsed.start_port == parsed.end_port == 0:
+                    continue  # port 0: each gets its own ephemeral port
                 ranges = claimed.setdefault((parsed.network, parsed.host), [])
                 for start, end, other in ranges:
                     overlaps = not parsed.has_ports or (start <= parsed.end_port and parsed.start_port <= end)

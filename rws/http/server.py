@@ -86,9 +86,9 @@ class HttpServer:
 
     # --- draining ----------------------------------------------------------------------
 
-    def drain(self) -> None:
+    def drain(self, close_idle: bool = True) -> None:
         for conn in list(self.connections):
-            conn.drain()
+            conn.drain(close_idle)
 
     async def wait_idle(self, timeout: float | None) -> bool:
         """Wait until every connection has closed; False if `timeout` ran out first."""

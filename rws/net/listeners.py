@@ -66,6 +66,7 @@ class Listener:
     server: asyncio.AbstractServer | None = None
     factory: Callable[[], asyncio.Protocol] | None = None  # the current generation's
     users: int = 0
+    key: str = ""
 
     @property
     def bound(self) -> tuple[str, int]:
@@ -90,14 +91,18 @@ class _Refuse(asyncio.Protocol):
 class ListenerPool:
     listeners: dict[str, Listener] = field(default_factory=dict)
 
-    async def acquire(self, address: ListenAddress) -> Listener:
-        listener = self.listeners.get(address.key)
+    async def acquire(self, address: ListenAddress, owner: str = "") -> Listener:
+        """The listener for an address, bound on first use. Port 0 asks the OS for a port
+        per owner (server), so two servers on port 0 get two sockets, each kept across
+        reloads for as long as its server keeps the address."""
+        key = address.key + (f"#{owner}" if address.port == 0 and address.network != "unix" else "")
+        listener = self.listeners.get(key)
         if listener is None:
             sock = _bind(address)
-            listener = Listener(address, sock)
+            listener = Listener(address, sock, key=key)
             loop = asyncio.get_running_loop()
             listener.server = await loop.create_server(listener.make_protocol, sock=sock, backlog=1024)
-            self.listeners[address.key] = listener
+            self.listeners[key] = listener
             log.info("listener bound", extra={"address": address.key, "bound": listener.bound})
         listener.users += 1
         return listener
@@ -105,7 +110,7 @@ class ListenerPool:
     def release(self, listener: Listener) -> None:
         listener.users -= 1
         if listener.users <= 0:
-            self.listeners.pop(listener.address.key, None)
+            self.listeners.pop(listener.key, None)
             if listener.server is not None:
                 listener.server.close()
             if listener.address.network == "unix":

@@ -386,10 +386,13 @@ class HttpConnection(asyncio.Protocol):
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    def drain(self) -> None:
-        """Stop taking requests: close now if idle, else after the response in flight."""
+    def drain(self, close_idle: bool = True) -> None:
+        """Stop taking requests: close after the response in flight. An idle connection is
+        closed now, or with `close_idle=False` (a reload) kept until its next request, which
+        is answered with `Connection: close`: a client can never lose a request it sent
+        at the moment we closed."""
         self.closing = True
-        if self.task is None and not self.pending:
+        if close_idle and self.task is None and not self.pending:
             self._close()
 
     def _close(self, abort: bool = False) -> None:

@@ -46,7 +46,7 @@ class Generation:
             for server in self.servers.values():
                 for text in server.config.listen or ():
                     for address in parse_listen(text):
-                        listener = await pool.acquire(address)
+                        listener = await pool.acquire(address, owner=server.name)
                         self.bindings.append((listener, server))
         except RwsError:
             for listener, _ in self.bindings:
@@ -63,13 +63,15 @@ class Generation:
         """The addresses a server's listeners are bound to (ports as the OS chose them)."""
         return [listener.bound for listener, server in self.bindings if server.name == server_name]
 
-    async def retire(self, pool: ListenerPool, grace_period: float | None) -> None:
-        """Finish in-flight requests (bounded by `grace_period`), then close everything."""
+    async def retire(self, pool: ListenerPool, grace_period: float | None, *, close_idle: bool = True) -> None:
+        """Finish in-flight requests (bounded by `grace_period`), then close everything.
+        After a reload (`close_idle=False`) idle keep-alive connections stay open until their
+        next request, answered with `Connection: close`, or until their idle timeout."""
         for listener, server in self.bindings:
             if listener.factory == server.connection:
                 listener.factory = None
         for server in self.servers.values():
-            server.drain()
+            server.drain(close_idle)
         waits = [server.wait_idle(grace_period) for server in self.servers.values()]
         results = await asyncio.gather(*waits) if waits else []
         if not all(results):

@@ -35,6 +35,7 @@ class Runtime:
         self.reload_source = reload_source  # re-reads the config file the process started with (SIGHUP)
         self.autosave = autosave
         self.retiring: set[asyncio.Task[None]] = set()
+        self.retired: set[Generation] = set()  # generations still draining after a reload
         self.stopped = asyncio.Event()
         self.admin: Any = None  # the admin endpoint, managed by rws.admin.api
         self.stop_task: asyncio.Task[None] | None = None
@@ -80,9 +81,11 @@ class Runtime:
         return ""
 
     def _retire(self, old: Generation) -> None:
-        task = asyncio.get_running_loop().create_task(old.retire(self.pool, old.grace_period))
+        task = asyncio.get_running_loop().create_task(old.retire(self.pool, old.grace_period, close_idle=False))
         self.retiring.add(task)
+        self.retired.add(old)
         task.add_done_callback(self.retiring.discard)
+        task.add_done_callback(lambda _: self.retired.discard(old))
 
     def _autosave(self, tree: dict[str, Any]) -> None:
         persist = ((tree.get("admin") or {}).get("config") or {}).get("persist", True)
@@ -117,6 +120,9 @@ class Runtime:
                 if gen.shutdown_delay:
                     await asyncio.sleep(gen.shutdown_delay)
                 await gen.retire(self.pool, grace_period if grace_period is not None else gen.grace_period)
+            for old in list(self.retired):  # stopping: idle connections of old generations go now
+                for server in old.servers.values():
+                    server.drain(close_idle=True)
             if self.retiring:
                 await asyncio.gather(*self.retiring, return_exceptions=True)
             if self.admin is not None:

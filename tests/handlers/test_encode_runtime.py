@@ -6,11 +6,16 @@ from __future__ import annotations
 import asyncio
 import gzip
 import os
+import shutil
+import socket
+import subprocess
+import time
 import zlib
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
 import brotli  # type: ignore[import-untyped]
+import httpx
 import pytest
 import zstandard
 
@@ -49,8 +54,20 @@ def responder(body: Any = TEXT, status: int = 200, **headers: str) -> Callable[[
     return respond
 
 
+@pytest.fixture(autouse=True, scope="module")
+def event_loop_for_module() -> Iterator[None]:
+    """One loop for handling and for reading the body, which may still be streaming."""
+    global _loop
+    _loop = asyncio.new_event_loop()
+    yield
+    _loop.close()
+
+
+_loop: asyncio.AbstractEventLoop
+
+
 def run(handler: Encode, req: Request, next: Callable[[Request], Awaitable[Response]]) -> Response:
-    return asyncio.run(handler.handle(req, next))
+    return _loop.run_until_complete(handler.handle(req, next))
 
 
 async def collect(body: Any) -> bytes:
@@ -60,7 +77,7 @@ async def collect(body: Any) -> bytes:
 
 
 def body_of(response: Response) -> bytes:
-    return asyncio.run(collect(response.body))
+    return _loop.run_until_complete(collect(response.body))
 
 
 def decode(name: str, data: bytes) -> bytes:
@@ -479,3 +496,119 @@ def test_concurrent_zstd_streams_do_not_mix() -> None:
 ])
 def test_sniffing_matches_go(data: bytes, expected: str) -> None:
     assert detect_content_type(data) == expected
+
+
+# --- over real sockets ---------------------------------------------------------------------
+
+LONG = "hello world " * 100
+
+SITE = """:80 {
+	encode %s
+	@cached header If-None-Match "\\"v7\\""
+	respond @cached 304
+	header Content-Type text/plain
+	header ETag "\\"v7\\""
+	respond "%s"
+}
+"""
+
+
+def curl(url: str, *args: str) -> tuple[str, bytes]:
+    """Response head and (decoded) body as curl sees them."""
+    out = subprocess.run(["curl", "-s", "-S", "-D", "-", "--compressed", *args, url], capture_output=True,
+                         timeout=30, check=True).stdout
+    head, _, body = out.partition(b"\r\n\r\n")
+    return head.decode(), body
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "zstd", "br"])
+def test_curl_decodes_what_rws_encodes(serve: Any, encoding: str) -> None:
+    with serve(SITE % ("zstd br gzip", LONG)) as server:
+        head, body = curl(server.url("/"), "-H", f"Accept-Encoding: {encoding}")
+    assert f"\r\nContent-Encoding: {encoding}\r\n" in head
+    assert "\r\nVary: Accept-Encoding\r\n" in head
+    assert f'\r\nETag: "v7-{encoding}"\r\n' in head
+    assert body == LONG.encode()
+
+
+def test_a_client_sending_back_the_encoded_etag_gets_not_modified(serve: Any) -> None:
+    with serve(SITE % ("gzip", LONG)) as server:
+        first = httpx.get(server.url("/"), headers={"Accept-Encoding": "gzip"})
+        again = httpx.get(server.url("/"), headers={"Accept-Encoding": "gzip", "If-None-Match": first.headers["ETag"]})
+    assert first.headers["ETag"] == '"v7-gzip"'
+    assert again.status_code == 304
+    assert again.headers["Vary"] == "Accept-Encoding"
+
+
+def test_raw_bytes_on_the_wire_are_the_compressed_body(serve: Any) -> None:
+    with serve(SITE % ("zstd gzip", LONG)) as server:
+        with httpx.stream("GET", server.url("/"), headers={"Accept-Encoding": "zstd"}) as response:
+            raw = b"".join(response.iter_raw())
+            assert response.headers["Content-Encoding"] == "zstd"
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(raw) == LONG.encode()
+    assert len(raw) < len(LONG) // 10
+
+
+def test_short_responses_go_out_unencoded(serve: Any) -> None:
+    with serve(SITE % ("gzip", "short")) as server:
+        head, body = curl(server.url("/"), "-H", "Accept-Encoding: gzip")
+    assert "Content-Encoding" not in head and body == b"short"
+
+
+# --- the same requests against Caddy -------------------------------------------------------
+
+CADDY = shutil.which("caddy")
+
+DIFF_SITE = """{
+	admin off
+	auto_https off
+}
+:%d {
+	encode zstd gzip
+	@png path /png
+	header @png Content-Type image/png
+	header Content-Type text/plain
+	@short path /short
+	respond @short "short"
+	respond "%s"
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def caddy_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if CADDY is None:
+        pytest.skip("caddy is not installed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    folder = tmp_path_factory.mktemp("caddy")
+    (folder / "Caddyfile").write_text(DIFF_SITE % (port, LONG))
+    proc = subprocess.Popen([CADDY, "run", "--config", "Caddyfile", "--adapter", "caddyfile"], cwd=folder,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("path,accept", [
+    ("/", "gzip"), ("/", "zstd"), ("/", "gzip, zstd"), ("/", "zstd;q=0.5, gzip"), ("/", "gzip;q=0, zstd;q=0"),
+    ("/", "br"), ("/", "identity"), ("/", "*"), ("/png", "gzip"), ("/short", "gzip"),
+])
+def test_negotiation_and_choice_match_caddy(serve: Any, caddy_url: str, path: str, accept: str) -> None:
+    def observe(base: str) -> tuple[int, str | None, str | None, bytes]:
+        response = httpx.get(base + path, headers={"Accept-Encoding": accept})
+        return response.status_code, response.headers.get("Content-Encoding"), response.headers.get("Vary"), \
+            response.content
+
+    with serve(DIFF_SITE.split("}\n", 1)[1] % (80, LONG)) as server:
+        ours = observe(server.url("").rstrip("/"))
+    assert ours == observe(caddy_url)

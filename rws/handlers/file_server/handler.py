@@ -28,24 +28,22 @@ import io
 import os
 import random
 import stat
-from typing import Any
-from urllib.parse import quote
 
 from rws.errors import HttpError
 from rws.handlers.file_server.browse import Browser
 from rws.handlers.file_server.conditions import calculate_etag, useful_mtime
 from rws.handlers.file_server.config import FileServerConfig
-from rws.handlers.file_server.content import serve_content, text_response
+from rws.handlers.file_server.content import serve_content
 from rws.handlers.file_server.media_types import type_by_extension
-from rws.handlers.file_server.paths import fast_abs, file_hidden, go_ext, path_base, sanitized_path_join
+from rws.handlers.file_server.paths import fast_abs, file_hidden, go_ext, sanitized_path_join
 from rws.handlers.file_server.precompressed import Precompressed, accepted_encodings
+from rws.handlers.file_server.redirects import canonical_redirect
 from rws.handlers.static_response import go_atoi
-from rws.http.message import Next, Request, Response, decode_path
+from rws.http.message import Next, Request, Response
 from rws.http.placeholders import Template, compile_template, lookup, to_string
 from rws.http.routes import BuildContext
 
 DEFAULT_INDEX_NAMES = ("index.html", "index.txt")
-_LOCATION_SAFE = "/:@!$&'()*+,;=~"
 
 
 def build(config: FileServerConfig, ctx: BuildContext) -> FileServer:
@@ -123,6 +121,13 @@ class FileServer:
         self._browse = Browser(config.browse, self._hide) if config.browse is not None else None
 
     async def handle(self, request: Request, next: Next) -> Response:
+        try:
+            return await self._handle(request, next)
+        except Unavailable as exc:
+            request.response_headers.set("Retry-After", str(exc.retry_after))
+            raise
+
+    async def _handle(self, request: Request, next: Next) -> Response:
         if self._fs.render(request) not in ("", "default"):
             raise HttpError(404, "filesystem not found")
         root = render_or(self._root, request, ".")
@@ -267,8 +272,8 @@ def _open_regular(filename: str) -> tuple[io.FileIO, os.stat_result]:
         raise _Missing() from exc
     except PermissionError as exc:
         raise HttpError(403, "permission denied") from exc
-    except (OSError, ValueError) as exc:  # e.g. out of descriptors: ask the client to come back
-        raise _unavailable(exc) from exc
+    except (OSError, ValueError) as exc:
+        raise Unavailable(exc) from exc
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -280,65 +285,10 @@ def _open_regular(filename: str) -> tuple[io.FileIO, os.stat_result]:
         raise
 
 
-def _unavailable(exc: Exception) -> HttpError:
-    from rws.http.placeholders import Request as _R  # noqa: F401  (type only)
-
-    return _RetryLater(exc)
-
-
-class _RetryLater(HttpError):
-    """503 with a Retry-After of a few seconds (set by the handler on the response)."""
+class Unavailable(HttpError):
+    """503: a file exists but can't be opened now (say, out of descriptors); the client is
+    told to retry after a few seconds, randomised to spread a stampede."""
 
     def __init__(self, exc: Exception) -> None:
         super().__init__(503, f"cannot open file: {exc}")
         self.retry_after = random.randint(2, 4)
-
-
-def canonical_redirect(request: Request, implicit_index: bool) -> Response | None:
-    """The 308 that puts a trailing slash on a directory served by its index file, or
-    takes it off a file; None when the URI is canonical or its last element was rewritten."""
-    original = decode_path(request.orig_raw_path)
-    if path_base(original) != path_base(request.path):
-        return None
-    if implicit_index and not original.endswith("/"):
-        return redirect(request, original + "/")
-    if not implicit_index and original.endswith("/") and len(original) > 1:
-        return redirect(request, original[:-1])
-    return None
-
-
-def redirect(request: Request, to_path: str) -> Response:
-    """A 308 to a path on this site (the current query kept), as Go's http.Redirect
-    writes it: the path cleaned, a trailing slash kept, a short HTML body for GET."""
-    while to_path.startswith("//"):  # never a scheme-relative URL to another host
-        to_path = to_path[1:]
-    trailing = to_path.endswith("/")
-    to_path = clean_location(to_path)
-    if trailing and not to_path.endswith("/"):
-        to_path += "/"
-    location = quote(to_path, safe=_LOCATION_SAFE)
-    if request.query:
-        location += "?" + request.query
-    headers = request.response_headers
-    had_type = "Content-Type" in headers
-    headers.set("Location", location)
-    if had_type or request.method not in ("GET", "HEAD"):
-        return Response(308, headers)
-    headers.set("Content-Type", "text/html; charset=utf-8")
-    body = f'<a href="{_html_escape(location)}">Permanent Redirect</a>.\n\n'.encode()
-    return text_response(request, 308, headers, body)
-
-
-def clean_location(path: str) -> str:
-    from rws.handlers.file_server.paths import clean_path
-
-    return clean_path(path if path.startswith("/") else "/" + path)
-
-
-def _html_escape(text: str) -> str:
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&#34;").replace("'", "&#39;"))
-
-
-__all__ = ["DEFAULT_INDEX_NAMES", "FileServer", "HideRules", "build", "canonical_redirect", "redirect", "render_or"]
-_unused: Any = None

@@ -8,7 +8,8 @@ them does (JSON: a list of matcher sets).
 `{"expr": ..., "name": ...}`). rws does not evaluate CEL: an Rwsfile that writes one
 (`@m expression ...`, `@m "..."`) is refused at its line, and a JSON tree that uses one
 fails validation, except for the status tests that `handle_errors <codes>` generates,
-which rws evaluates itself (`is_status_expression`).
+which rws evaluates itself (`is_status_expression`) against the status code of the error
+being handled (`{http.error.status_code}`); outside error routes they do not match.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Annotated, Any
 
 from rws.config.decode import ModuleMap
 from rws.errors import ConfigError
+from rws.http.message import Request
 from rws.registry import ModuleSpec
 from rws.rwsfile.directives import MatcherContext, parse_matcher_lines
 from rws.rwsfile.dispenser import Dispenser
@@ -76,7 +78,28 @@ NOT = ModuleSpec(
     id="http.matchers.not",
     config=tuple[Annotated[Any, ModuleMap("http.matchers")], ...],
     rwsfile=_parse_not,
+    runtime="rws.http.matchers.logic:build_not",
 )
+
+
+class NotMatcher:
+    """`not`: none of the matcher sets matches."""
+
+    __slots__ = ("sets", "needs_body")
+
+    def __init__(self, sets: tuple[Any, ...]) -> None:
+        self.sets = sets  # rws.http.routes.MatcherSet values
+        self.needs_body = any(getattr(m, "needs_body", False) for s in sets for m in s.matchers)
+
+    def match(self, request: Request) -> bool:
+        for matcher_set in self.sets:
+            if matcher_set.match(request):
+                return False
+        return True
+
+
+def build_not(config: tuple[Any, ...], ctx: Any) -> NotMatcher:
+    return NotMatcher(ctx.build_matcher_sets(config))
 
 
 # --- expression ----------------------------------------------------------------------------
@@ -125,4 +148,46 @@ def _parse_expression(lines: list[Dispenser], ctx: MatcherContext) -> Any:
     )
 
 
-EXPRESSION = ModuleSpec(id="http.matchers.expression", config=str | ExpressionConfig, rwsfile=_parse_expression)
+EXPRESSION = ModuleSpec(id="http.matchers.expression", config=str | ExpressionConfig, rwsfile=_parse_expression,
+                        runtime="rws.http.matchers.logic:build_expression")
+
+_RANGE_TEST = re.compile(rf"{_STATUS} >= ([1-9])00 && {_STATUS} <= ([1-9])99")
+_LIST_TEST = re.compile(rf"{_STATUS} in \[([\d, ]+)\]")
+
+
+def _status_tests(expr: str) -> tuple[tuple[int, int], ...]:
+    """The inclusive status ranges an expression of `handle_errors`' shape accepts."""
+    ranges: list[tuple[int, int]] = []
+    for test in expr.split(" || "):
+        found = _RANGE_TEST.fullmatch(test)
+        if found:
+            ranges.append((int(found.group(1)) * 100, int(found.group(2)) * 100 + 99))
+            continue
+        codes = _LIST_TEST.fullmatch(test)
+        assert codes is not None, test  # is_status_expression accepted the whole expression
+        ranges.extend((int(code), int(code)) for code in codes.group(1).split(", "))
+    return tuple(ranges)
+
+
+class StatusExpressionMatcher:
+    """The status tests `handle_errors <codes>` writes as an expression."""
+
+    __slots__ = ("ranges",)
+
+    def __init__(self, expr: str) -> None:
+        self.ranges = _status_tests(expr)
+
+    def match(self, request: Request) -> bool:
+        status = request.values.get("http.error.status_code")
+        if isinstance(status, str) and status.isdigit():
+            status = int(status)
+        if not isinstance(status, int) or isinstance(status, bool):
+            return False
+        return any(lo <= status <= hi for lo, hi in self.ranges)
+
+
+def build_expression(config: str | ExpressionConfig, ctx: Any) -> StatusExpressionMatcher:
+    """Only the status tests of `handle_errors` can run; any other CEL expression is refused."""
+    check_expression(config, "expression")
+    expr = config.expr if isinstance(config, ExpressionConfig) else config
+    return StatusExpressionMatcher(expr)
