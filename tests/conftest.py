@@ -18,20 +18,35 @@ from rws.runtime.runtime import Runtime
 class RunningServer:
     """A Runtime on its own event loop thread; `url()` gives addresses to send requests to."""
 
-    def __init__(self) -> None:
+    def __init__(self, admin: bool = False, autosave: bool = False) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
+        self.with_admin = admin
+        self.autosave = autosave
         self.runtime: Runtime = self.call(self._make_runtime)
 
     async def _make_runtime(self) -> Runtime:
-        return Runtime(autosave=False)
+        from rws.admin.api import AdminEndpoint
+
+        runtime = Runtime(autosave=self.autosave)
+        if self.with_admin:
+            runtime.admin = AdminEndpoint(runtime)
+        return runtime
+
+    def admin_url(self, path: str = "/config/") -> str:
+        """The admin API (start with `serve(config, admin=True)`; it listens on 127.0.0.1:0)."""
+        assert self.runtime.admin is not None and self.runtime.admin.listeners
+        host, port = self.runtime.admin.listeners[0].bound
+        return f"http://{host}:{port}{path}"
 
     def call(self, make_coro: Callable[[], Any], timeout: float = 30) -> Any:
         return asyncio.run_coroutine_threadsafe(make_coro(), self.loop).result(timeout)
 
     def apply(self, config: dict[str, Any] | str, parser: str | None = None) -> None:
         tree = to_tree(config)
+        if self.with_admin:
+            tree.setdefault("admin", {}).setdefault("listen", "127.0.0.1:0")
         self.call(lambda: self.runtime.apply(tree))
         if parser is not None:
             self.use_parser(parser)
@@ -87,8 +102,9 @@ def serve() -> Iterator[Callable[[dict[str, Any] | str], Any]]:
     running: list[RunningServer] = []
 
     @contextmanager
-    def start(config: dict[str, Any] | str, parser: str | None = None) -> Iterator[RunningServer]:
-        server = RunningServer()
+    def start(config: dict[str, Any] | str, parser: str | None = None, admin: bool = False,
+              autosave: bool = False) -> Iterator[RunningServer]:
+        server = RunningServer(admin=admin, autosave=autosave)
         running.append(server)
         server.apply(config, parser)
         try:

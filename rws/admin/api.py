@@ -261,6 +261,8 @@ class AdminEndpoint:
                 raise
             for listener in new_listeners:
                 listener.factory = app.connection
+            if new_listeners and listen.endswith(":0"):  # Host checks need the port the OS chose
+                app.hosts = allowed_hosts(f"{listen[:-2]}:{new_listeners[0].bound[1]}", origins)
         old = self.listeners
         self.app, self.listeners, self.settings = app, new_listeners, settings
         for listener in old:

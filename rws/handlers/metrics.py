@@ -2,15 +2,41 @@
 
 Directives: `metrics [<matcher>] { disable_openmetrics }` and
 `tracing [<matcher>] { span <name>; span_attributes { <key> <value>... } }`.
+
+At run time `MetricsHandler` answers with the process's metrics (`REGISTRY`) in the
+Prometheus text format, or in OpenMetrics when the client's Accept header prefers it
+(unless `disable_openmetrics`), gzipped when the client accepts gzip. What is exported:
+
+- `caddy_http_requests_total`, `caddy_http_request_errors_total` (counters) and
+  `caddy_http_requests_in_flight` (gauge), labelled `server` and `handler` as in Caddy;
+  the server layer counts them;
+- `process_start_time_seconds`, `process_cpu_seconds_total`, and on Linux
+  `process_resident_memory_bytes`, `process_virtual_memory_bytes`, `process_open_fds`.
+
+`Tracing` implements W3C trace-context propagation, which is what Caddy's tracing handler
+does visibly when no OpenTelemetry exporter is reachable: it continues the trace of an
+incoming `traceparent` (or starts one, sampled), hands the next handler a request whose
+`Traceparent` names a new span, and sets `{http.vars.trace_id}` and `{http.vars.span_id}`.
+rws exports no spans (no OpenTelemetry SDK is configured), so `span` and
+`span_attributes` have no visible effect.
 """
 
 from __future__ import annotations
 
+import gzip
+import os
+import random
+import resource
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from rws.http.message import Next, Request, Response
 from rws.registry import ModuleSpec
 from rws.rwsfile.directives import Directive, Helper
+
+if TYPE_CHECKING:
+    from rws.http.routes import BuildContext
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,5 +84,235 @@ def _parse_tracing(h: Helper) -> Any:
     return handler
 
 
-METRICS = ModuleSpec(id="http.handlers.metrics", config=MetricsConfig, directives={"metrics": Directive(_parse_metrics)})
-TRACING = ModuleSpec(id="http.handlers.tracing", config=TracingConfig, directives={"tracing": Directive(_parse_tracing)})
+# --- the metrics registry ----------------------------------------------------------------
+
+
+class MetricFamily:
+    """A counter or gauge with labels; a sample per distinct label values."""
+
+    def __init__(self, name: str, help: str, kind: str, labels: tuple[str, ...]) -> None:
+        self.name = name
+        self.help = help
+        self.kind = kind
+        self.labels = labels
+        self.samples: dict[tuple[str, ...], float] = {}
+
+    def inc(self, *values: str, amount: float = 1.0) -> None:
+        self.samples[values] = self.samples.get(values, 0.0) + amount
+
+    def dec(self, *values: str) -> None:
+        self.inc(*values, amount=-1.0)
+
+    def set(self, value: float, *values: str) -> None:
+        self.samples[values] = value
+
+
+class MetricsRegistry:
+    """The metrics of this process, rendered for Prometheus."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, MetricFamily] = {}
+        self.collectors: list[Callable[[], Iterator[MetricFamily]]] = []
+
+    def counter(self, name: str, help: str, labels: tuple[str, ...] = ()) -> MetricFamily:
+        return self._add(MetricFamily(name, help, "counter", labels))
+
+    def gauge(self, name: str, help: str, labels: tuple[str, ...] = ()) -> MetricFamily:
+        return self._add(MetricFamily(name, help, "gauge", labels))
+
+    def _add(self, family: MetricFamily) -> MetricFamily:
+        return self.families.setdefault(family.name, family)
+
+    def expose(self, openmetrics: bool = False) -> str:
+        lines: list[str] = []
+        families = [*self.families.values(), *(f for collect in self.collectors for f in collect())]
+        for family in sorted(families, key=lambda f: f.name):
+            if family.samples:
+                lines.extend(_family_lines(family, openmetrics))
+        if openmetrics:
+            lines.append("# EOF")
+        return "\n".join(lines) + "\n"
+
+
+def _family_lines(family: MetricFamily, openmetrics: bool) -> Iterator[str]:
+    name = family.name
+    if openmetrics:
+        name = name.removesuffix("_total") if family.kind == "counter" else name
+        yield f"# HELP {name} {_escape(family.help, quotes=True)}"
+        yield f"# TYPE {name} {family.kind}"
+    else:
+        yield f"# HELP {name} {_escape(family.help, quotes=False)}"
+        yield f"# TYPE {name} {family.kind}"
+    for values, value in sorted(family.samples.items()):
+        labels = ",".join(f'{k}="{_escape(v, quotes=True)}"' for k, v in zip(family.labels, values))
+        number = repr(float(value)) if openmetrics else _text_number(value)
+        yield f"{family.name}{{{labels}}} {number}" if labels else f"{family.name} {number}"
+
+
+def _escape(text: str, quotes: bool) -> str:
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return text.replace('"', '\\"') if quotes else text
+
+
+def _text_number(value: float) -> str:
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
+def _process_metrics() -> Iterator[MetricFamily]:
+    start = MetricFamily("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", "gauge", ())
+    start.set(_STARTED)
+    yield start
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = MetricFamily("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", "counter", ())
+    cpu.set(usage.ru_utime + usage.ru_stime)
+    yield cpu
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            pages = statm.read().split()
+        fds = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return  # not Linux: only the portable metrics
+    page = os.sysconf("SC_PAGE_SIZE")
+    for name, help, value in (
+        ("process_resident_memory_bytes", "Resident memory size in bytes.", int(pages[1]) * page),
+        ("process_virtual_memory_bytes", "Virtual memory size in bytes.", int(pages[0]) * page),
+        ("process_open_fds", "Number of open file descriptors.", fds),
+    ):
+        family = MetricFamily(name, help, "gauge", ())
+        family.set(value)
+        yield family
+
+
+_STARTED = time.time()
+REGISTRY = MetricsRegistry()
+REGISTRY.collectors.append(_process_metrics)
+HTTP_LABELS = ("server", "handler")
+REQUESTS_TOTAL = REGISTRY.counter("caddy_http_requests_total", "Counter of HTTP(S) requests made.", HTTP_LABELS)
+REQUEST_ERRORS_TOTAL = REGISTRY.counter(
+    "caddy_http_request_errors_total", "Number of requests resulting in middleware errors.", HTTP_LABELS)
+REQUESTS_IN_FLIGHT = REGISTRY.gauge(
+    "caddy_http_requests_in_flight", "Number of requests currently handled by this server.", HTTP_LABELS)
+
+
+# --- the metrics handler -----------------------------------------------------------------
+
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_FORMAT = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+def _accepted(header: str | None) -> list[tuple[str, dict[str, str]]]:
+    """Media ranges of an Accept header, most preferred first, without q=0."""
+    ranges = []
+    for item in (header or "").split(","):
+        media, *params = (p.strip() for p in item.split(";"))
+        options = {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in params)}
+        try:
+            quality = float(options.get("q", "1"))
+        except ValueError:
+            quality = 0.0
+        if media and quality > 0:
+            ranges.append((quality, media.lower(), options))
+    ranges.sort(key=lambda r: -r[0])
+    return [(media, options) for _, media, options in ranges]
+
+
+def wants_openmetrics(accept: str | None) -> bool:
+    """Whether a scraper's Accept header prefers OpenMetrics to the text format."""
+    for media, options in _accepted(accept):
+        version = options.get("version", "")
+        if media == "text/plain" and version in ("", "0.0.4"):
+            return False
+        if media == "application/openmetrics-text" and version in ("", "0.0.1", "1.0.0"):
+            return True
+    return False
+
+
+def _accepts_gzip(accept_encoding: str | None) -> bool:
+    return any(media == "gzip" for media, _ in _accepted(accept_encoding))
+
+
+class MetricsHandler:
+    """The runtime of `metrics`: answers every request with the metrics."""
+
+    __slots__ = ("openmetrics",)
+
+    def __init__(self, config: MetricsConfig) -> None:
+        self.openmetrics = not config.disable_openmetrics
+
+    async def handle(self, request: Request, next: Next) -> Response:
+        openmetrics = self.openmetrics and wants_openmetrics(request.headers.get("Accept"))
+        body = REGISTRY.expose(openmetrics).encode("utf-8")
+        headers = request.response_headers
+        headers.set("Content-Type", OPENMETRICS_FORMAT if openmetrics else TEXT_FORMAT)
+        if _accepts_gzip(request.headers.get("Accept-Encoding")):
+            headers.set("Content-Encoding", "gzip")
+            body = gzip.compress(body)
+        return Response(200, headers, body)
+
+
+def build_metrics(config: MetricsConfig, ctx: BuildContext) -> MetricsHandler:
+    return MetricsHandler(config)
+
+
+# --- tracing -----------------------------------------------------------------------------
+
+_LOWER_HEX = frozenset("0123456789abcdef")
+
+
+def _hex_part(text: str, length: int) -> bool:
+    return len(text) == length and all(c in _LOWER_HEX for c in text)
+
+
+def parse_traceparent(header: str | None) -> tuple[str, bool] | None:
+    """(trace ID, sampled) of a valid W3C `traceparent`, read as OpenTelemetry's Go
+    propagator reads it; None when it is missing or invalid."""
+    parts = (header or "").split("-", 4)
+    if len(parts) < 4 or not all(_hex_part(p, n) for p, n in zip(parts, (2, 32, 16, 2))):
+        return None
+    version, trace_id, span_id, flags = parts[:4]
+    if version == "ff" or trace_id == "0" * 32 or span_id == "0" * 16:
+        return None
+    if version == "00" and (len(parts) > 4 or int(flags, 16) > 2):
+        return None
+    return trace_id, bool(int(flags, 16) & 1)
+
+
+def _random_id(bits: int) -> str:
+    value = 0
+    while value == 0:
+        value = random.getrandbits(bits)
+    return f"{value:0{bits // 4}x}"
+
+
+class Tracing:
+    """The runtime of `tracing` (trace-context propagation; see the module docstring)."""
+
+    __slots__ = ()
+
+    async def handle(self, request: Request, next: Next) -> Response:
+        parent = parse_traceparent(request.headers.get("traceparent"))
+        trace_id, sampled = parent if parent is not None else (_random_id(128), True)
+        span_id = _random_id(64)
+        headers = request.headers.copy()
+        headers.set("Traceparent", f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}")
+        request.vars["trace_id"] = trace_id
+        request.vars["span_id"] = span_id
+        return await next(request.with_changes(headers=headers))
+
+
+def build_tracing(config: TracingConfig, ctx: BuildContext) -> Tracing:
+    return Tracing()
+
+
+METRICS = ModuleSpec(
+    id="http.handlers.metrics",
+    config=MetricsConfig,
+    directives={"metrics": Directive(_parse_metrics)},
+    runtime="rws.handlers.metrics:build_metrics",
+)
+TRACING = ModuleSpec(
+    id="http.handlers.tracing",
+    config=TracingConfig,
+    directives={"tracing": Directive(_parse_tracing)},
+    runtime="rws.handlers.metrics:build_tracing",
+)

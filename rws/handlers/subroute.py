@@ -1,16 +1,29 @@
 """The `subroute` handler (a nested route list) and `invoke` (run a named route).
 
 Directives: `handle`, `handle_path`, `route`, `handle_errors` and `invoke`.
+
+At run time a `Subroute` runs its routes; when they end without answering, the chain
+goes on with the handler after the subroute. An HttpError raised inside (including by
+that continuation, as in Caddy) runs the subroute's own error routes if it has any,
+which likewise end by going on with the next handler; without error routes the error
+goes up to the enclosing routes. `Invoke` runs a route of the server's `named_routes`
+the same way; each named route is built once per config generation, on first use by an
+`invoke` handler, so named routes may invoke each other.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rws.errors import HttpError
 from rws.http.config import RouteConfig
+from rws.http.message import Next, Request, Response
 from rws.registry import ModuleSpec
 from rws.rwsfile.directives import ConfigValue, Directive, Helper, build_subroute
+
+if TYPE_CHECKING:
+    from rws.http.routes import BuildContext, RouteList
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,6 +118,76 @@ def _parse_invoke(h: Helper) -> Any:
     return {"handler": "invoke", "name": name}
 
 
+# --- runtime -----------------------------------------------------------------------------
+
+
+class Subroute:
+    """The runtime of `subroute`."""
+
+    __slots__ = ("routes", "errors")
+
+    def __init__(self, routes: RouteList, errors: RouteList | None) -> None:
+        self.routes = routes
+        self.errors = errors
+
+    async def handle(self, request: Request, next: Next) -> Response:
+        try:
+            return await self.routes.serve(request, next)
+        except HttpError as exc:
+            if self.errors is None:
+                raise
+            from rws.http.routes import set_error_values
+
+            failed = request.with_changes()
+            set_error_values(failed, exc)
+            return await self.errors.serve(failed, next)
+
+
+def build_subroute_handler(config: SubrouteConfig, ctx: BuildContext) -> Subroute:
+    errors = ctx.build_routes(config.errors.routes) if config.errors is not None else None
+    return Subroute(ctx.build_routes(config.routes), errors)
+
+
+class NamedRoute:
+    """One named route of a config generation; `routes` is None while it is being built
+    and stays None if the server has no route of that name."""
+
+    __slots__ = ("name", "routes")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.routes: RouteList | None = None
+
+
+NAMED_ROUTES_BUILT = "rws.handlers.subroute:named_routes"  # key of BuildContext.shared
+
+
+class Invoke:
+    """The runtime of `invoke`."""
+
+    __slots__ = ("route",)
+
+    def __init__(self, route: NamedRoute) -> None:
+        self.route = route
+
+    async def handle(self, request: Request, next: Next) -> Response:
+        routes = self.route.routes
+        if routes is None:
+            raise HttpError(500, f"invoke: route {self.route.name!r} not found")
+        return await routes.serve(request, next)
+
+
+def build_invoke(config: InvokeConfig, ctx: BuildContext) -> Invoke:
+    built: dict[str, NamedRoute] = ctx.shared.setdefault(NAMED_ROUTES_BUILT, {})
+    route = built.get(config.name)
+    if route is None:
+        route = built[config.name] = NamedRoute(config.name)  # before building: it may invoke itself
+        route_config = ctx.named_routes.get(config.name)
+        if route_config is not None:
+            route.routes = ctx.build_routes((route_config,))
+    return Invoke(route)
+
+
 SUBROUTE = ModuleSpec(
     id="http.handlers.subroute",
     config=SubrouteConfig,
@@ -114,7 +197,13 @@ SUBROUTE = ModuleSpec(
         "handle_path": Directive(_parse_handle_path, handler=False),
         "handle_errors": Directive(_parse_handle_errors, handler=False),
     },
+    runtime="rws.handlers.subroute:build_subroute_handler",
 )
 
-INVOKE = ModuleSpec(id="http.handlers.invoke", config=InvokeConfig, directives={"invoke": Directive(_parse_invoke)})
+INVOKE = ModuleSpec(
+    id="http.handlers.invoke",
+    config=InvokeConfig,
+    directives={"invoke": Directive(_parse_invoke)},
+    runtime="rws.handlers.subroute:build_invoke",
+)
 

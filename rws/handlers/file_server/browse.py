@@ -22,14 +22,14 @@ import re
 import stat
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 from urllib.parse import parse_qsl, quote, unquote
 
-from rws.errors import ConfigError, HttpError
+from rws.errors import ConfigError, HttpError, RwsError
 from rws.handlers.file_server.conditions import format_http_date, parse_http_date
 from rws.handlers.file_server.config import BrowseConfig, SORT_BY, SORT_ORDER
 from rws.handlers.file_server.content import text_response
-from rws.handlers.file_server.listing_page import render_page
+from rws.handlers.file_server.listing_page import human_size, render_page
 from rws.handlers.file_server.paths import clean_path, path_base
 from rws.handlers.file_server.redirects import redirect
 from rws.http.message import Next, Request, Response, decode_path
@@ -45,11 +45,10 @@ _MODE_SOCKET, _MODE_SETUID, _MODE_SETGID, _MODE_CHAR, _MODE_STICKY = 1 << 24, 1 
 NotFound = Callable[[Request, Next], Awaitable[Response]]
 
 
-class HideCheck:
+class HideCheck(Protocol):
     """What the listing needs from the handler's hide rules."""
 
-    def hidden(self, filename: str, hide: tuple[str, ...]) -> bool:
-        raise NotImplementedError
+    def hidden(self, filename: str, hide: tuple[str, ...]) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -208,7 +207,7 @@ class Browser:
         sort_and_limit(listing, sort, order, query.get("limit", ""), query.get("offset", ""))
 
 
-class _OpenFailed(Exception):
+class _OpenFailed(RwsError):
     """The folder could not be opened; carries the HTTP error to raise."""
 
     def __init__(self, error: HttpError) -> None:
@@ -230,7 +229,7 @@ def _add(listing: Listing, item: Item) -> None:
 def sort_and_limit(listing: Listing, sort: str, order: str, limit: str, offset: str) -> None:
     """Caddy's applySortAndLimit: an unknown `sort` keeps directory order."""
     listing.sort, listing.order = sort, order
-    keys: dict[str, Callable[[Item], object]] = {
+    keys: dict[str, Callable[[Item], Any]] = {
         "name": lambda i: i.name.lower(),
         "namedirfirst": lambda i: (not i.is_dir, i.name.lower()),
         "size": lambda i: (0, i.name.lower(), 0) if i.is_dir else (1, "", i.size),
@@ -317,22 +316,6 @@ def go_json(value: object) -> str:
                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
         text = text.replace(raw, escaped)
     return text + "\n"
-
-
-def human_size(size: int) -> str:
-    """go-humanize's IBytes: `512 B`, `1.5 KiB`, `10 MiB`."""
-    if size < 10:
-        return f"{size} B"
-    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
-    exponent = min(int(_log(size, 1024)), len(units) - 1)
-    value = int(size / 1024**exponent * 10 + 0.5) / 10
-    return f"{value:.0f} {units[exponent]}" if value >= 10 else f"{value:.1f} {units[exponent]}"
-
-
-def _log(n: int, base: int) -> float:
-    import math
-
-    return math.log(n) / math.log(base)
 
 
 def text_table(items: list[Item]) -> str:

@@ -33,7 +33,7 @@ def format_http_date(seconds: int) -> str:
     """Go's http.TimeFormat: `Mon, 02 Jan 2006 15:04:05 GMT`."""
     t = time.gmtime(seconds)
     return (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
-            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT", re.ASCII)
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
 
 
 def parse_http_date(text: str) -> int | None:

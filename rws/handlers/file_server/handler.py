@@ -29,7 +29,7 @@ import os
 import random
 import stat
 
-from rws.errors import HttpError
+from rws.errors import HttpError, RwsError
 from rws.handlers.file_server.browse import Browser
 from rws.handlers.file_server.conditions import calculate_etag, useful_mtime
 from rws.handlers.file_server.config import FileServerConfig
@@ -50,7 +50,7 @@ def build(config: FileServerConfig, ctx: BuildContext) -> FileServer:
     return FileServer(config, ctx)
 
 
-class _Missing(Exception):
+class _Missing(RwsError):
     """The file does not exist (or is not a regular file): a 404, or the next handler."""
 
 
@@ -172,18 +172,16 @@ class FileServer:
         etag = headers.get("ETag") or ""
         headers.add("Vary", "Accept-Encoding")
         opened = self._open_sidecar(request, filename)
-        if opened is not None:
-            file, sidecar_info, sidecar = opened
-            if not etag:
-                etag = self._etag_from_files(sidecar, file) or calculate_etag(sidecar_info.st_mtime_ns, sidecar_info.st_size)
+        if opened is not None:  # a sidecar: its own ETag and length, the file's Last-Modified
+            file, served, served_name = opened
         else:
             try:
-                file, sidecar_info = _open_regular(filename)
+                file, served = _open_regular(filename)
             except _Missing:
                 return await self._not_found(request, next)
-            info = sidecar_info
-            if not etag:
-                etag = self._etag_from_files(filename, file) or calculate_etag(info.st_mtime_ns, info.st_size)
+            info, served_name = served, filename
+        if not etag:
+            etag = self._etag_from_files(served_name, file) or calculate_etag(served.st_mtime_ns, served.st_size)
         try:
             if request.method not in ("GET", "HEAD") and request.error is None:
                 headers.add("Allow", "GET, HEAD")
@@ -201,7 +199,7 @@ class FileServer:
             file.close()
             raise
         mtime = info.st_mtime_ns // 1_000_000_000 if useful_mtime(info.st_mtime_ns) else None
-        return serve_content(request, headers, file, sidecar_info.st_size, mtime, override)
+        return serve_content(request, headers, file, served.st_size, mtime, override)
 
     def _open_sidecar(self, request: Request, filename: str) -> tuple[io.FileIO, os.stat_result, str] | None:
         """The first precompressed sidecar of `filename` the client accepts, opened, with
