@@ -5,7 +5,8 @@ disable_checksum }; br [<quality> [<lgwin>]]; minimum_length <n>; match {...} }`
 format at all the default is `zstd gzip`.
 
 An encoder's `rwsfile` parser takes the dispenser of its line in the `encode` block and
-returns the encoder's JSON config (without the module name).
+returns the encoder's JSON config (without the module name). The running handler is in
+`encode_runtime.py`, the encoders' compression streams in `encoders.py`.
 """
 
 from __future__ import annotations

@@ -15,10 +15,12 @@ It behaves like Caddy's `encode` middleware:
   Accept-Encoding` and turns a strong ETag `"x"` into `"x-gzip"`. A 304 gets the `Vary`
   field too.
 - Bodies stream: a body of unknown length is read only until it is known to be longer than
-  `minimum_length`; then every chunk is compressed as it comes and flushed, so a slow
-  stream (server-sent events, a proxied chunked response) reaches the client promptly.
-  File bodies are read in chunks. HEAD responses get the headers of the encoded response
-  and no body.
+  `minimum_length`; then every chunk is compressed as it comes and flushed (unless the
+  response declared its length), so a slow stream (server-sent events, a proxied chunked
+  response) reaches the client promptly. File bodies are read in chunks. HEAD responses
+  get the headers of the encoded response and no body.
+
+The encoders themselves (gzip, zstd, brotli) are in `encoders.py`.
 """
 
 from __future__ import annotations
@@ -161,7 +163,7 @@ class Encode:
         elif request.method == "HEAD":  # decided by Content-Length alone: nothing will be read
             started = self._longer(content_length) and self._start(status, headers, encoding)
         else:
-            started = await self._encode_iterator(response, body, content_length, encoding)
+            started = await self._encode_iterator(response, aiter(body), content_length, encoding)
         if started and request.method == "HEAD":
             await _discard(response)
         return response

@@ -104,7 +104,7 @@ class MetricFamily:
         self.inc(*values, amount=-1.0)
 
     def set(self, value: float, *values: str) -> None:
-        self.samples[values] = value
+        self.samples[values] = float(value)
 
 
 class MetricsRegistry:
@@ -144,7 +144,7 @@ def _family_lines(family: MetricFamily, openmetrics: bool) -> Iterator[str]:
         yield f"# HELP {name} {_escape(family.help, quotes=False)}"
         yield f"# TYPE {name} {family.kind}"
     for values, value in sorted(family.samples.items()):
-        labels = ",".join(f'{k}="{_escape(v, quotes=True)}"' for k, v in zip(family.labels, values))
+        labels = ",".join(f'{k}="{_escape(v, quotes=True)}"' for k, v in sorted(zip(family.labels, values)))
         number = repr(float(value)) if openmetrics else _text_number(value)
         yield f"{family.name}{{{labels}}} {number}" if labels else f"{family.name} {number}"
 

@@ -192,8 +192,8 @@ async def serve(routes: RouteList, errors: RouteList | None, request: Request, l
             return Response(status, req.response_headers)
 
         if errors is None or not errors.routes:
-            return Response(status, Headers())
+            return Response(status, request.response_headers)
         try:
             return await errors.serve(request, error_status)
         except HttpError:
-            return Response(status, Headers())
+            return Response(status, request.response_headers)

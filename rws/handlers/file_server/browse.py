@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, quote, unquote
 from rws.errors import ConfigError, HttpError, RwsError
 from rws.handlers.file_server.conditions import format_http_date, parse_http_date
 from rws.handlers.file_server.config import BrowseConfig, SORT_BY, SORT_ORDER
-from rws.handlers.file_server.content import text_response
+from rws.handlers.file_server.content import Unavailable, text_response
 from rws.handlers.file_server.listing_page import human_size, render_page
 from rws.handlers.file_server.paths import clean_path, path_base
 from rws.handlers.file_server.redirects import redirect
@@ -36,7 +36,7 @@ from rws.http.message import Next, Request, Response, decode_path
 
 DEFAULT_FILE_LIMIT = 10000
 _URL_SAFE = "$&+,/:;=@"  # Go's path escaping keeps these (and letters, digits, "-_.~")
-_ENCODED_PATH = re.compile(r"(?:[A-Za-z0-9\-._~$&+,/:;=@!'()*]|%[0-9A-Fa-f]{2})*")
+_ENCODED_PATH = re.compile(r"(?:[A-Za-z0-9\-._~$&+,/:;=@!'()*\[\]]|%[0-9A-Fa-f]{2})*")
 
 # Go's os.FileMode bits
 _MODE_DIR, _MODE_SYMLINK, _MODE_DEVICE, _MODE_PIPE = 1 << 31, 1 << 27, 1 << 26, 1 << 25
@@ -130,16 +130,9 @@ class Browser:
         self._apply_query(request, listing)
         headers.set("Last-Modified", format_http_date(listing.last_modified_ns // 1_000_000_000))
         accept = ",".join(request.headers.get_all("Accept")).lower()
-        if "application/json" in accept:
-            body = go_json([item.to_json() for item in listing.items])
-            headers.set("Content-Type", "application/json; charset=utf-8")
-        elif "text/plain" in accept:
-            body = text_table(listing.items)
-            headers.set("Content-Type", "text/plain; charset=utf-8")
-        else:
-            body = render_page(listing)
-            headers.set("Content-Type", "text/html; charset=utf-8")
-        return text_response(request, 200, headers, body.encode())
+        content_type, body = await asyncio.to_thread(_render, listing, accept)
+        headers.set("Content-Type", content_type)
+        return text_response(request, 200, headers, body)
 
     def _load(self, dir_path: str, url_path: str, hide: tuple[str, ...]) -> Listing:
         """Read the folder (in a worker thread): its first entries, hidden ones left out."""
@@ -149,6 +142,8 @@ class Browser:
             raise _OpenFailed(HttpError(404)) from exc
         except PermissionError as exc:
             raise _OpenFailed(HttpError(403, "permission denied")) from exc
+        except OSError as exc:
+            raise _OpenFailed(Unavailable(exc)) from exc
         try:
             listing = Listing(name=path_base(unquote(url_path)), path=url_path, can_go_up=len(url_path) > 1,
                               last_modified_ns=os.fstat(fd).st_mtime_ns)
@@ -158,18 +153,16 @@ class Browser:
                         break
                     if self._hide.hidden(f"{dir_path}/{entry.name}", hide):
                         continue
-                    item = self._item(fd, entry)
-                    if item is not None:
-                        _add(listing, item)
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue  # vanished meanwhile: left out, as Caddy does
+                    _add(listing, self._item(fd, entry, info), info.st_size)
             return listing
         finally:
             os.close(fd)
 
-    def _item(self, dir_fd: int, entry: os.DirEntry[str]) -> Item | None:
-        try:
-            info = entry.stat(follow_symlinks=False)
-        except OSError:
-            return None  # vanished meanwhile: leave it out, as Caddy does
+    def _item(self, dir_fd: int, entry: os.DirEntry[str], info: os.stat_result) -> Item:
         is_symlink = stat.S_ISLNK(info.st_mode)
         target: os.stat_result | None = None
         link = ""
@@ -207,6 +200,15 @@ class Browser:
         sort_and_limit(listing, sort, order, query.get("limit", ""), query.get("offset", ""))
 
 
+def _render(listing: Listing, accept: str) -> tuple[str, bytes]:
+    """The listing in the format `Accept` asks for (in a worker thread: it may be long)."""
+    if "application/json" in accept:
+        return "application/json; charset=utf-8", go_json([item.to_json() for item in listing.items]).encode()
+    if "text/plain" in accept:
+        return "text/plain; charset=utf-8", text_table(listing.items).encode()
+    return "text/html; charset=utf-8", render_page(listing).encode()
+
+
 class _OpenFailed(RwsError):
     """The folder could not be opened; carries the HTTP error to raise."""
 
@@ -215,15 +217,16 @@ class _OpenFailed(RwsError):
         self.error = error
 
 
-def _add(listing: Listing, item: Item) -> None:
+def _add(listing: Listing, item: Item, own_size: int) -> None:
+    """Count an item in; `own_size` is the entry's own size (a link's, not its target's)."""
     listing.items.append(item)
     listing.last_modified_ns = max(listing.last_modified_ns, item.mtime_ns)
     if item.is_dir:
         listing.num_dirs += 1
         return
     listing.num_files += 1
+    listing.total_file_size += own_size
     listing.total_following_symlinks += item.size
-    listing.total_file_size += item.size if not item.is_symlink else 0
 
 
 def sort_and_limit(listing: Listing, sort: str, order: str, limit: str, offset: str) -> None:
@@ -253,9 +256,13 @@ def _atoi(text: str) -> int:
 
 
 def _first_values(query: str) -> dict[str, str]:
+    """The first value of each query parameter; pairs holding ";" are skipped, as Go does."""
     out: dict[str, str] = {}
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        out.setdefault(name, value)
+    for pair in query.split("&"):
+        if ";" in pair:
+            continue
+        for name, value in parse_qsl(pair, keep_blank_values=True):
+            out.setdefault(name, value)
     return out
 
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import random
 import re
 import secrets
 from dataclasses import dataclass
 from typing import AsyncIterator
 
-from rws.errors import RwsError
+from rws.errors import HttpError, RwsError
 from rws.handlers.file_server.conditions import check_preconditions, format_http_date, not_modified
 from rws.http.message import FileBody, Headers, Request, Response
 
@@ -39,6 +40,15 @@ class InvalidRange(RwsError):
     def __init__(self, message: str, no_overlap: bool = False) -> None:
         super().__init__(message)
         self.no_overlap = no_overlap
+
+
+class Unavailable(HttpError):
+    """503: a file exists but can't be opened now (say, out of descriptors); the client is
+    told to retry after a few seconds, randomised to spread a stampede."""
+
+    def __init__(self, exc: Exception) -> None:
+        super().__init__(503, f"cannot open file: {exc}")
+        self.retry_after = random.randint(2, 4)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import io
 import os
-import random
 import stat
 
 from rws.errors import HttpError, RwsError
 from rws.handlers.file_server.browse import Browser
 from rws.handlers.file_server.conditions import calculate_etag, useful_mtime
 from rws.handlers.file_server.config import FileServerConfig
-from rws.handlers.file_server.content import serve_content
+from rws.handlers.file_server.content import Unavailable, serve_content
 from rws.handlers.file_server.media_types import type_by_extension
 from rws.handlers.file_server.paths import fast_abs, file_hidden, go_ext, sanitized_path_join
 from rws.handlers.file_server.precompressed import Precompressed, accepted_encodings
@@ -207,22 +206,23 @@ class FileServer:
         if not self._precompressors:
             return None
         for encoding in accepted_encodings(request, self._order):
-            format = self._precompressors.get(encoding)
-            if format is None:
+            sidecar_format = self._precompressors.get(encoding)
+            if sidecar_format is None:
                 continue
-            sidecar = filename + format.suffix
+            sidecar = filename + sidecar_format.suffix
             try:
                 file, info = _open_regular(sidecar)
-            except (_Missing, HttpError) as exc:
-                if isinstance(exc, HttpError) and exc.status == 503:
-                    raise
+            except Unavailable:
+                raise
+            except (_Missing, HttpError):  # missing or unreadable: try the next one, as Caddy does
                 continue
             request.response_headers.set("Content-Encoding", encoding)
             return file, info, sidecar
         return None
 
     def _etag_from_files(self, filename: str, file: io.FileIO) -> str:
-        """The ETag stored beside the file (`etag_file_extensions`), newlines removed."""
+        """The ETag stored beside the file (`etag_file_extensions`: the first that exists),
+        newlines removed; "" when there is none."""
         for extension in self._etag_extensions:
             try:
                 with open(filename + extension, "rb") as source:
@@ -281,12 +281,3 @@ def _open_regular(filename: str) -> tuple[io.FileIO, os.stat_result]:
     except BaseException:
         os.close(fd)
         raise
-
-
-class Unavailable(HttpError):
-    """503: a file exists but can't be opened now (say, out of descriptors); the client is
-    told to retry after a few seconds, randomised to spread a stampede."""
-
-    def __init__(self, exc: Exception) -> None:
-        super().__init__(503, f"cannot open file: {exc}")
-        self.retry_after = random.randint(2, 4)

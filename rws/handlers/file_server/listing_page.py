@@ -52,7 +52,8 @@ _COLUMNS = (("name", "Name", ""), ("size", "Size", "size"), ("time", "Modified",
 
 def render_page(listing: Listing) -> str:
     """The whole HTML document for a listing."""
-    title = html.escape(unquote(listing.path) or "/")
+    shown = unquote(listing.path)
+    title = html.escape(shown if shown.endswith("/") else shown + "/")
     parts = [
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n',
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
@@ -92,7 +93,7 @@ def _breadcrumbs(path: str) -> str:
 def _summary(listing: Listing) -> str:
     folders = f"{listing.num_dirs} folder{'' if listing.num_dirs == 1 else 's'}"
     files = f"{listing.num_files} file{'' if listing.num_files == 1 else 's'}"
-    return f"{folders}, {files}, {human_size(listing.total_file_size)}"
+    return f"{folders}, {files}, {human_size(listing.total_following_symlinks)}"
 
 
 def _head(listing: Listing) -> str:

@@ -50,6 +50,8 @@ def _clean_keeping_slash(path: str) -> str:
 def clean_path(path: str, merge_slashes: bool = True) -> str:
     """Caddy's CleanPath: Go's Clean, but a trailing slash stays, and repeated slashes stay
     unless `merge_slashes` (a `..` then removes one empty segment, as in Caddy)."""
+    if path.startswith("/") and "//" not in path and "/." not in path:
+        return path  # already clean: the usual case
     if merge_slashes or "//" not in path:
         return _clean_keeping_slash(path)
     segments = path.split("/")
