@@ -19,7 +19,7 @@ from typing import Any, Callable, Protocol
 
 from rws.config.decode import ModuleValue
 from rws.errors import HttpError
-from rws.http.message import Handler, Headers, Next, Request, Response
+from rws.http.message import Handler, Next, Request, Response
 
 
 class Matcher(Protocol):

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from rws.errors import HttpError
+from rws.http.client_ip import ClientIp
 from rws.http.message import Headers, Request, Response
 from rws.http.routes import BuildContext, RouteList, error_id, serve
 from rws.protocols.connection import BodyStream, HttpConnection, Timeouts
@@ -38,6 +39,7 @@ class HttpServer:
             idle=config.idle_timeout if config.idle_timeout else 300.0,
         )
         self.max_header_bytes = config.max_header_bytes or 0
+        self.client_ip = ClientIp(config)
         self.backend = default_backend()
         self.access_log: Any = _access_logger(config, ctx)
         self.connections: set[HttpConnection] = set()
@@ -62,8 +64,8 @@ class HttpServer:
                           server_name=self.name)
         request.content_length = head.content_length
         request.chunked = head.chunked
-        request.response_headers.set("Server", SERVER_HEADER)
-        request.vars["client_ip"] = conn.remote[0]
+        request.response_headers = Headers([("Server", SERVER_HEADER)])
+        request.vars["client_ip"] = self.client_ip.of(request)
         conn.exchange = request
         try:
             return await serve(self.routes, self.errors, request)

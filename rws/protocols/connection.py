@@ -28,6 +28,46 @@ DRAIN_LIMIT = 256 * 1024  # unread body bytes we still read to keep a connection
 FILE_CHUNK = 256 * 1024
 
 
+class Deadlines:
+    """One timer for all the connections of a loop: each connection keeps its own
+    `deadline`; once a second the ones past theirs are timed out. (A timer per request
+    would cost more than the requests of a simple site.)"""
+
+    TICK = 1.0
+    _by_loop: dict[asyncio.AbstractEventLoop, Deadlines] = {}
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.connections: set[HttpConnection] = set()
+        self.handle: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def for_loop(cls, loop: asyncio.AbstractEventLoop) -> Deadlines:
+        found = cls._by_loop.get(loop)
+        if found is None:
+            found = cls._by_loop[loop] = cls(loop)
+        return found
+
+    def watch(self, conn: HttpConnection) -> None:
+        self.connections.add(conn)
+        if self.handle is None:
+            self.handle = self.loop.call_later(self.TICK, self._tick)
+
+    def forget(self, conn: HttpConnection) -> None:
+        self.connections.discard(conn)
+
+    def _tick(self) -> None:
+        now = self.loop.time()
+        for conn in [c for c in self.connections if c.deadline and c.deadline <= now]:
+            conn._timed_out()
+        if self.connections:
+            self.handle = self.loop.call_later(self.TICK, self._tick)
+        else:
+            self.handle = None
+            if self.loop.is_closed() or not self.loop.is_running():
+                self._by_loop.pop(self.loop, None)
+
+
 @dataclass(slots=True)
 class Timeouts:
     read_header: float = 60.0
@@ -113,7 +153,7 @@ class BodyStream:
 
 class HttpConnection(asyncio.Protocol):
     def __init__(self, app: App, backend: type, *, scheme: str = "http", max_header_bytes: int = 0,
-                 timeouts: Timeouts | None = None, on_close: Any = None) -> None:
+                 timeouts: Timeouts | None = None, on_close: Any = None, deadlines: Deadlines | None = None) -> None:
         self.app = app
         self.core = Http1Core(backend, max_header_bytes)
         self.scheme = scheme
@@ -129,7 +169,8 @@ class HttpConnection(asyncio.Protocol):
         self.reading_paused = False
         self.write_paused: asyncio.Future[None] | None = None
         self.closing = False  # close after the current response
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # loop time after which the connection times out (0: none)
+        self.deadlines = deadlines or Deadlines.for_loop(self.loop)
         self.stop_after_current = False
         self.head_timer = False  # the read_header timer runs for the head being received
         self.exchange: Any = None  # the app's state for the exchange in flight
@@ -144,6 +185,7 @@ class HttpConnection(asyncio.Protocol):
             self.remote = (str(peer[0]), int(peer[1]))
         if isinstance(sock, tuple):
             self.local = (str(sock[0]), int(sock[1]))
+        self.deadlines.watch(self)
         self._arm(self.timeouts.idle)
 
     def data_received(self, data: bytes) -> None:
@@ -159,6 +201,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self.deadlines.forget(self)
         if self.receiving is not None and not self.receiving.complete:
             self.receiving.finish(ConnectionResetError("client closed the connection"))
         if self.task is not None and not self.task.done():
@@ -254,7 +297,14 @@ class HttpConnection(asyncio.Protocol):
         self._disarm()
         if self.timeouts.read_body and not body.complete:
             self._arm(self.timeouts.read_body)
-        self.task = self.loop.create_task(self._exchange(head, body))
+        # Run the exchange eagerly: most responses are ready without waiting for anything,
+        # and then no task is created at all. If it has to wait, a task takes over.
+        coro = self._exchange(head, body)
+        try:
+            awaited = coro.send(None)
+        except StopIteration:
+            return
+        self.task = self.loop.create_task(_continue(coro, awaited))
 
     async def _exchange(self, head: RequestReceived, body: BodyStream) -> None:
         keep = False
@@ -404,24 +454,46 @@ class HttpConnection(asyncio.Protocol):
                 self.transport.close()
 
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        if seconds > 0:
-            self.timer = self.loop.call_later(seconds, self._timed_out)
+        self.deadline = self.loop.time() + seconds if seconds > 0 else 0.0
 
     def _disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = 0.0
 
     def _disarm_if_reading_header(self) -> None:
         if self.task is None:
             self._disarm()
 
     def _timed_out(self) -> None:
-        self.timer = None
+        self.deadline = 0.0
         if self.task is not None and self.task.done() is False:
             self.task.cancel()
         self._close(abort=self.task is not None)
+
+
+async def _continue(coro: Any, awaited: Any) -> None:
+    """Drive a coroutine that was started outside a task and is waiting on `awaited`."""
+    while True:
+        try:
+            if awaited is None:
+                await asyncio.sleep(0)
+            else:
+                awaited._asyncio_future_blocking = False
+                try:
+                    await awaited
+                except asyncio.CancelledError:
+                    raise
+                except BaseException:  # the coroutine reads the outcome from the future itself
+                    pass
+        except asyncio.CancelledError as exc:
+            try:
+                awaited = coro.throw(exc)
+            except (StopIteration, asyncio.CancelledError):
+                return
+            continue
+        try:
+            awaited = coro.send(None)
+        except StopIteration:
+            return
 
 
 def _close_body(body: Any) -> None:

@@ -92,8 +92,14 @@ class Http1Core:
         if size > self.max_header_bytes:
             raise ParseFailure(431, "request header fields too large")
         fields = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
-        content_length, chunked = _framing(fields, version)
-        expect = _expect_continue(fields, version)
+        special = [f for f in fields if f[0].lower() in _FRAMING_FIELDS]
+        content_length, chunked = _framing(special, version)
+        expect = _expect_continue(special, version)
+        if b"\x00" in target:
+            raise ParseFailure(400, "invalid request target")
+        for _, value in fields:
+            if "\x00" in value or "\r" in value or "\n" in value:
+                raise ParseFailure(400, "invalid header value")
         self.in_head = False
         self.head_bytes = self.target_bytes = 0
         self.events.append(RequestReceived(
@@ -117,6 +123,9 @@ class Http1Core:
         self.events.append(StreamEnded())
 
 
+_FRAMING_FIELDS = frozenset({"content-length", "transfer-encoding", "host", "expect"})
+
+
 def _framing(fields: list[tuple[str, str]], version: str) -> tuple[int | None, bool]:
     """Content-Length and chunked-ness of a request, refusing anything ambiguous."""
     lengths: list[str] = []
@@ -130,8 +139,6 @@ def _framing(fields: list[tuple[str, str]], version: str) -> tuple[int | None, b
             encodings.extend(v.strip().lower() for v in value.split(",") if v.strip())
         elif lname == "host":
             hosts += 1
-        if "\x00" in value or "\r" in value or "\n" in value:
-            raise ParseFailure(400, "invalid header value")
     if hosts > 1:
         raise ParseFailure(400, "too many Host headers")
     if hosts == 0 and version == "HTTP/1.1":
@@ -177,11 +184,17 @@ def status_line(status: int, version: str = "HTTP/1.1") -> bytes:
 
 def response_head(status: int, headers: list[tuple[str, str]]) -> bytes:
     """The status line and header block of an HTTP/1.1 response."""
-    parts = [status_line(status)]
+    parts = [_STATUS_TEXT.get(status) or status_line(status).decode("latin-1")]
     for name, value in headers:
-        parts.append(b"%s: %s\r\n" % (name.encode("latin-1"), _field_value(value)))
-    parts.append(b"\r\n")
-    return b"".join(parts)
+        if "\r" in value or "\n" in value or "\x00" in value:
+            value = value.replace("\r", " ").replace("\n", " ").replace("\x00", " ")
+        parts.append(f"{name}: {value}\r\n")
+    parts.append("\r\n")
+    return "".join(parts).encode("latin-1", "replace")
+
+
+_STATUS_TEXT = {code: status_line(code).decode("latin-1") for code in (200, 204, 206, 301, 302, 304, 308, 400, 401,
+                                                                       403, 404, 405, 412, 416, 500, 502, 503, 504)}
 
 
 def _field_value(value: str) -> bytes:
