@@ -4,11 +4,12 @@ Directives: `rewrite`, `uri`, `method`, and `try_files` (a rewrite guarded by a 
 matcher).
 
 At run time (`Rewrite`) the steps run in Caddy's order on a copy of the request: method,
-`uri` (path, query, and fragment as written; a query in the rewritten path is kept only
-when the URI ends with `?`), strip_path_prefix and strip_path_suffix (compared on the
-escaped path, case-insensitively), uri_substring, path_regexp, then the query operations.
-Path rules work on the escaped path, as Go's net/url spells it (`escape_path`), so an
-encoded slash stays encoded. Regexp replacements use Go's `$1`/`${name}` templates.
+`uri` (its path and query; a query that a placeholder puts in the path is kept only when
+the URI has an empty query, as in `/x/{value}?`), strip_path_prefix and strip_path_suffix
+(compared on the escaped path, case-insensitively), uri_substring, path_regexp, then the
+query operations. Path rules work on the escaped path, as Go's net/url spells it
+(`escape_path`), so an encoded slash stays encoded. Regexp replacements use Go's
+`$1`/`${name}` templates; placeholders in a replacement expand first, as in Caddy.
 """
 
 from __future__ import annotations
@@ -313,8 +314,12 @@ def escaped_path(raw: str, path: str) -> str:
 
 
 def query_escape(text: str) -> str:
-    """Go's url.QueryEscape: everything but letters, digits and `-._~` escaped; space is `+`."""
-    return quote_plus(text, safe="", errors="surrogateescape")
+    """Go's url.QueryEscape: everything but letters, digits and `-._~` escaped; space is `+`.
+    Bytes that were not UTF-8 when the query was parsed are escaped as they came."""
+    try:
+        return quote_plus(text, safe="", errors="surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no parsed byte stands for
+        return quote_plus(text, safe="", errors="replace")
 
 
 def _query_unescape(text: str) -> str | None:
@@ -386,8 +391,8 @@ def _fold_equal(a: int, b: int) -> bool:
 def trim_path_prefix(escaped: str, prefix: str) -> str:
     """`escaped` without `prefix`, compared case-insensitively in decoded form, except that
     where `prefix` has a `%` escape the path must have the same escape."""
-    path_bytes = escaped.encode("utf-8", "surrogateescape")
-    prefix_bytes = prefix.encode("utf-8", "surrogateescape")
+    path_bytes = escaped.encode("utf-8", "surrogatepass")
+    prefix_bytes = prefix.encode("utf-8", "surrogatepass")
     i = j = 0
     while i < len(path_bytes) and j < len(prefix_bytes):
         byte = path_bytes[i]
@@ -401,9 +406,12 @@ def trim_path_prefix(escaped: str, prefix: str) -> str:
             return escaped
         i += 1
         j += 1
-    if j >= len(prefix_bytes):
-        return path_bytes[i:].decode("utf-8", "surrogateescape")
-    return escaped
+    if j < len(prefix_bytes):
+        return escaped
+    try:
+        return path_bytes[i:].decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:  # the prefix ended inside a character: not a prefix after all
+        return escaped
 
 
 # --- Go regexp replacement templates (`$1`, `${name}`) --------------------------------------
@@ -521,6 +529,10 @@ class _Target:
         self.query = query
         self._request = None
 
+    def set_method(self, method: str) -> None:
+        self.method = method
+        self._request = None
+
     def request(self) -> Request:
         """The request as rewritten so far (for placeholders)."""
         if self._request is None:
@@ -606,7 +618,8 @@ def _join_query(components: list[tuple[str, bool]]) -> str:
 
 
 class _UriRewrite:
-    """The `uri` field: a path, a query and a fragment, each optional, split as written."""
+    """The `uri` field: a path and a query, each optional, split at the first `?` or `#`
+    as written, before placeholders expand. A `#fragment` is dropped: requests carry none."""
 
     __slots__ = ("path", "query")
 
@@ -734,8 +747,7 @@ class Rewrite:
     def rewrite(self, request: Request) -> Request:
         target = _Target(request)
         if self.method is not None:
-            target.method = self.method.render(request).upper()
-            target._request = None
+            target.set_method(self.method.render(request).upper())
         if self.uri is not None:
             self.uri.apply(target)
         if self.strip_prefix is not None:

@@ -246,7 +246,7 @@ def _looks_like_json(body: str) -> bool:
         return False
     try:
         json.loads(content, parse_constant=_reject_constant)
-    except ValueError:
+    except (ValueError, RecursionError):  # nesting too deep for Python counts as not JSON
         return False
     return True
 

@@ -231,7 +231,8 @@ class Request:
     @property
     def uri(self) -> str:
         """The request URI (escaped path and query) after rewrites."""
-        return f"{self.raw_path}?{self.query}" if self.query else self.raw_path
+        path = self.raw_path or "/"
+        return f"{path}?{self.query}" if self.query else path
 
     @property
     def hostport(self) -> str:

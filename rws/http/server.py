@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Any
 
@@ -20,6 +21,7 @@ from rws.protocols.http1 import default_backend
 log = logging.getLogger(__name__)
 
 SERVER_HEADER = "rws"
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 class HttpServer:
@@ -62,6 +64,9 @@ class HttpServer:
         request = Request(head.method, head.target, Headers(head.headers), version=head.version,
                           scheme=conn.scheme, remote=conn.remote, local=conn.local, body=body,
                           server_name=self.name)
+        if "%" in request.raw_path and _BAD_ESCAPE.search(request.raw_path):
+            return Response(400, Headers([("Content-Type", "text/plain; charset=utf-8")]),
+                            b"400 Bad Request: invalid URL escape\n", close=True)
         request.content_length = head.content_length
         request.chunked = head.chunked
         request.response_headers = Headers([("Server", SERVER_HEADER)])

@@ -1,10 +1,9 @@
 """Where log lines go: stdout, stderr, nowhere, a rolled file, or a network socket.
 
-Writers are opened through `open_writer(module)`, which shares them by key like Caddy's
-writer pool: two logs naming the same file write through one object, and a config reload
-that keeps a file keeps it open (`release` closes a writer when its last user lets go).
-Writes are whole lines and synchronous, except on network sockets, where a thread sends
-them so a slow peer cannot stall the server.
+Each writer has a `key` (`std:err`, `file:<name>`, the network address) by which
+`logs.open_writer` shares it between logs and across config reloads. Writes are whole
+lines and synchronous, except on network sockets, where a thread sends them so a slow peer
+cannot stall the server.
 
 The file writer rolls like Caddy's (timberjack): when a write would take the file past
 `roll_size_mb`, or a `roll_interval`/`roll_minutes`/`roll_at` mark has passed, the file is
@@ -26,7 +25,6 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
-from rws.config.decode import ModuleValue
 from rws.errors import ConfigError
 from rws.observability.time_layouts import format_time, strptime_format
 
@@ -429,90 +427,3 @@ class NetWriter:
             except OSError:
                 self._sock = None
         sys.stderr.buffer.write(data)
-
-
-# --- opening, shared by key ----------------------------------------------------------------
-
-_pool: dict[str, list[Any]] = {}  # key -> [writer, users]
-_pool_lock = threading.Lock()
-
-
-def writer_key(module: ModuleValue | None) -> str:
-    if module is None:
-        return "std:err"
-    name = module.id.rsplit(".", 1)[-1]
-    if name in ("stdout", "stderr"):
-        return f"std:{name[3:]}"
-    if name == "file":
-        return "file:" + render_filename(module.config.filename)
-    if name == "net":
-        return str(module.config.address)
-    return name
-
-
-def open_writer(module: ModuleValue | None) -> Writer:
-    """The writer a log's `writer` config names (stderr when absent), shared by key."""
-    key = writer_key(module)
-    with _pool_lock:
-        entry = _pool.get(key)
-        if entry is not None:
-            entry[1] += 1
-            writer: Writer = entry[0]
-            return writer
-        writer = _new_writer(module)
-        _pool[key] = [writer, 1]
-        return writer
-
-
-def release(writer: Writer) -> None:
-    """One user is done with `writer`; the last one closes it."""
-    with _pool_lock:
-        entry = _pool.get(writer.key)
-        if entry is None or entry[0] is not writer:
-            return
-        entry[1] -= 1
-        if entry[1] > 0:
-            return
-        del _pool[writer.key]
-    try:
-        writer.close()
-    except OSError as exc:
-        report(f"closing log writer {writer.key!r} failed: {exc}")
-
-
-def _new_writer(module: ModuleValue | None) -> Writer:
-    name = "stderr" if module is None else module.id.rsplit(".", 1)[-1]
-    if name in ("stdout", "stderr"):
-        return StreamWriter(name)
-    if name == "discard":
-        return DiscardWriter()
-    if name == "file":
-        filename = render_filename(module.config.filename)  # type: ignore[union-attr]
-        try:
-            return RollingFile(module.config, filename)  # type: ignore[union-attr]
-        except OSError as exc:
-            raise ConfigError("writer", f"opening log file {filename!r}: {exc}") from None
-    if name == "net":
-        return NetWriter(module.config)  # type: ignore[union-attr]
-    raise ConfigError("writer", f"log writer {name!r} cannot run in this build")
-
-
-def render_filename(text: str, path: str = "writer.filename", what: str = "filename for log file") -> str:
-    """Text with its global placeholders (`{env.LOGS}`) filled in; an unknown or empty
-    placeholder is an error, as in Caddy."""
-    if "{" not in text:
-        return text
-    from rws.http.message import Headers, Request
-    from rws.http.placeholders import compile_template, lookup, to_string
-
-    request = Request("GET", "/", Headers())
-    out = []
-    for part in compile_template(text).parts:
-        if isinstance(part, str):
-            out.append(part)
-            continue
-        value, found = lookup(request, part[0])
-        if not found or to_string(value) == "":
-            raise ConfigError(path, f"invalid {what}: unrecognized or empty placeholder {{{part[0]}}}")
-        out.append(to_string(value))
-    return "".join(out)

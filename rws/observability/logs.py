@@ -37,7 +37,7 @@ from rws.observability import log_writers
 from rws.observability.log_encoders import (DEBUG, ERROR, FATAL, INFO, LEVELS, WARN, ConsoleEncoder, Duration,
                                             Encoder, Entry, JsonEncoder, default_encoder)
 from rws.observability.log_filters import build_filter_encoder, wrapped_module
-from rws.observability.log_writers import Writer, open_writer, release, report
+from rws.observability.log_writers import Writer, report
 
 __all__ = ["Duration", "Entry", "Logs", "Sink", "build_logs", "current", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]
 
@@ -243,11 +243,98 @@ def build_encoder(module: ModuleValue | None, writer_key: str, path: str) -> Enc
 def parse_level(text: str, path: str) -> int:
     """A level name (any case; global placeholders such as `{env.LOG_LEVEL}` filled in)."""
     if "{" in text:
-        text = log_writers.render_filename(text, path, "log level")
+        text = render_filename(text, path, "log level")
     level = LEVELS.get(text.lower() or "info")
     if level is None or text.lower() == "dpanic":
         raise ConfigError(path, f"unrecognized log level: {text.lower()}")
     return level
+
+
+# --- writers, shared by key ---------------------------------------------------------------
+
+_pool: dict[str, list[Any]] = {}  # key -> [writer, users]: Caddy's writer pool
+_pool_lock = threading.Lock()
+
+
+def writer_key(module: ModuleValue | None) -> str:
+    if module is None:
+        return "std:err"
+    name = module.id.rsplit(".", 1)[-1]
+    if name in ("stdout", "stderr"):
+        return f"std:{name[3:]}"
+    if name == "file":
+        return "file:" + render_filename(module.config.filename)
+    if name == "net":
+        return str(module.config.address)
+    return name
+
+
+def open_writer(module: ModuleValue | None) -> Writer:
+    """The writer a log's `writer` config names (stderr when absent), shared by key."""
+    key = writer_key(module)
+    with _pool_lock:
+        entry = _pool.get(key)
+        if entry is not None:
+            entry[1] += 1
+            writer: Writer = entry[0]
+            return writer
+        writer = _new_writer(module)
+        _pool[key] = [writer, 1]
+        return writer
+
+
+def release(writer: Writer) -> None:
+    """One user is done with `writer`; the last one closes it."""
+    with _pool_lock:
+        entry = _pool.get(writer.key)
+        if entry is None or entry[0] is not writer:
+            return
+        entry[1] -= 1
+        if entry[1] > 0:
+            return
+        del _pool[writer.key]
+    try:
+        writer.close()
+    except OSError as exc:
+        log_writers.report(f"closing log writer {writer.key!r} failed: {exc}")
+
+
+def _new_writer(module: ModuleValue | None) -> Writer:
+    name = "stderr" if module is None else module.id.rsplit(".", 1)[-1]
+    if name in ("stdout", "stderr"):
+        return log_writers.StreamWriter(name)
+    if name == "discard":
+        return log_writers.DiscardWriter()
+    if name == "file":
+        filename = render_filename(module.config.filename)  # type: ignore[union-attr]
+        try:
+            return log_writers.RollingFile(module.config, filename)  # type: ignore[union-attr]
+        except OSError as exc:
+            raise ConfigError("writer", f"opening log file {filename!r}: {exc}") from None
+    if name == "net":
+        return log_writers.NetWriter(module.config)  # type: ignore[union-attr]
+    raise ConfigError("writer", f"log writer {name!r} cannot run in this build")
+
+
+def render_filename(text: str, path: str = "writer.filename", what: str = "filename for log file") -> str:
+    """Text with its global placeholders (`{env.LOGS}`) filled in; an unknown or empty
+    placeholder is an error, as in Caddy."""
+    if "{" not in text:
+        return text
+    from rws.http.message import Headers, Request
+    from rws.http.placeholders import compile_template, lookup, to_string
+
+    request = Request("GET", "/", Headers())
+    out = []
+    for part in compile_template(text).parts:
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        value, found = lookup(request, part[0])
+        if not found or to_string(value) == "":
+            raise ConfigError(path, f"invalid {what}: unrecognized or empty placeholder {{{part[0]}}}")
+        out.append(to_string(value))
+    return "".join(out)
 
 
 # --- Python logging ------------------------------------------------------------------------

@@ -54,20 +54,19 @@ def responder(body: Any = TEXT, status: int = 200, **headers: str) -> Callable[[
     return respond
 
 
+_loop: dict[str, asyncio.AbstractEventLoop] = {}
+
+
 @pytest.fixture(autouse=True, scope="module")
 def event_loop_for_module() -> Iterator[None]:
     """One loop for handling and for reading the body, which may still be streaming."""
-    global _loop
-    _loop = asyncio.new_event_loop()
+    loop = _loop["current"] = asyncio.new_event_loop()
     yield
-    _loop.close()
-
-
-_loop: asyncio.AbstractEventLoop
+    loop.close()
 
 
 def run(handler: Encode, req: Request, next: Callable[[Request], Awaitable[Response]]) -> Response:
-    return _loop.run_until_complete(handler.handle(req, next))
+    return _loop["current"].run_until_complete(handler.handle(req, next))
 
 
 async def collect(body: Any) -> bytes:
@@ -77,7 +76,7 @@ async def collect(body: Any) -> bytes:
 
 
 def body_of(response: Response) -> bytes:
-    return _loop.run_until_complete(collect(response.body))
+    return _loop["current"].run_until_complete(collect(response.body))
 
 
 def decode(name: str, data: bytes) -> bytes:

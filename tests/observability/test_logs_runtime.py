@@ -5,11 +5,13 @@ back from real files and sockets and parsed."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import logging
-import os
+import shutil
 import socket
 import stat
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -438,6 +440,11 @@ def filtered(make_logs: Factory, tmp_path: Path, fields: dict[str, Any], record:
     return {k: v for k, v in lines(path)[0].items() if k not in ("level", "ts", "logger", "msg")}
 
 
+def short_hash(data: bytes) -> str:
+    """What Caddy's hash filter keeps: the first 4 bytes of the SHA-256, in hex."""
+    return hashlib.sha256(data).hexdigest()[:8]
+
+
 REQUEST = {"request": {"remote_ip": "192.168.10.77", "uri": "/a?token=s3cret&b=2&b=3",
                        "headers": {"Cookie": ["session=abc; theme=dark; id=42"], "Authorization": ["Bearer x"],
                                    "X-Forwarded-For": ["10.1.2.3, 2001:db8:aaaa:bbbb::1"]}},
@@ -453,7 +460,7 @@ def test_delete_replace_rename_and_hash(make_logs: Factory, tmp_path: Path) -> N
     }, REQUEST)
     request = out["request"]
     assert "Authorization" not in request["headers"]
-    assert request["remote_ip"] == "a2d4f7e2"[:0] + __import__("hashlib").sha256(b"192.168.10.77").hexdigest()[:8]
+    assert request["remote_ip"] == short_hash(b"192.168.10.77")
     assert request["uri"] == "REDACTED"
     assert "resp_headers" not in out and out["response_headers"] == REQUEST["resp_headers"]
 
@@ -477,7 +484,7 @@ def test_query_parameters(make_logs: Factory, tmp_path: Path) -> None:
         {"type": "hash", "parameter": "token"},
         {"type": "delete", "parameter": "absent"},
     ]}}, REQUEST)
-    token = __import__("hashlib").sha256(b"s3cret").hexdigest()[:8]
+    token = short_hash(b"s3cret")
     assert out["request"]["uri"] == f"/a?b=x+y&b=x+y&token={token}"
 
 
@@ -489,7 +496,7 @@ def test_cookies_and_set_cookies(make_logs: Factory, tmp_path: Path) -> None:
         "resp_headers>Set-Cookie": {"filter": "set_cookie", "actions": [
             {"type": "replace", "name": "session", "value": "REDACTED"}, {"type": "delete", "name": "other"}]},
     }, REQUEST)
-    id_hash = __import__("hashlib").sha256(b"42").hexdigest()[:8]
+    id_hash = short_hash(b"42")
     assert out["request"]["headers"]["Cookie"] == [f"session=REDACTED; id={id_hash}"]
     assert out["resp_headers"]["Set-Cookie"] == ["session=REDACTED; Path=/; HttpOnly"]
 
@@ -753,3 +760,69 @@ def test_a_sites_log_directive_writes_its_file(serve: Any, tmp_path: Path) -> No
     assert record["logger"] == "http.log.access.log0"
     assert record["request"]["uri"] == "/hi" and record["request"]["headers"]["Cookie"] == ["REDACTED"]
     assert record["status"] == 200 and record["size"] == 5
+
+
+# --- the same request against Caddy --------------------------------------------------------
+
+CADDY = shutil.which("caddy")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _access_config(port: int) -> dict[str, Any]:
+    return {"admin": {"disabled": True}, "apps": {"http": {"servers": {"srv0": {
+        "listen": [f"127.0.0.1:{port}"], "logs": {}, "automatic_https": {"disable": True},
+        "routes": [{"handle": [{"handler": "static_response", "status_code": 201, "body": "made",
+                                "headers": {"Content-Type": ["text/plain"]}}]}],
+    }}}}}
+
+
+def _send(base: str) -> None:
+    httpx.post(base + "/things?x=1", content=b"12345", headers={"Authorization": "Bearer t", "User-Agent": "tester"})
+
+
+def _access_records(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{") and '"http.log.access' in line]
+
+
+@pytest.mark.skipif(CADDY is None, reason="caddy is not installed")
+def test_access_records_are_shaped_like_caddys(serve: Any, capfd: pytest.CaptureFixture[str],
+                                               tmp_path: Path) -> None:
+    port = _free_port()
+    config_file = tmp_path / "caddy.json"
+    config_file.write_text(json.dumps(_access_config(port)))
+    proc = subprocess.Popen([str(CADDY), "run", "--config", str(config_file)], stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        _send(f"http://127.0.0.1:{port}")
+        time.sleep(0.3)
+    finally:
+        proc.terminate()
+        _, caddy_err = proc.communicate(timeout=10)
+    [theirs] = _access_records(caddy_err)
+    with serve(_access_config(0)) as server:
+        _send(server.url("").rstrip("/"))
+        time.sleep(0.3)
+    [ours] = _access_records(capfd.readouterr().err)
+    # Caddy 2.6.2 predates bytes_read, client_ip and "REDACTED" (it logs credentials as [])
+    newer = {"bytes_read", "client_ip"}
+    assert [k for k in ours if k not in newer] == list(theirs)
+    assert [k for k in ours["request"] if k not in newer] == list(theirs["request"])
+    for key in ("level", "logger", "msg", "status", "size", "user_id"):
+        assert ours[key] == theirs[key], key
+    for key in ("method", "uri", "proto", "remote_ip"):
+        assert ours["request"][key] == theirs["request"][key], key
+    assert ours["request"]["headers"]["Authorization"] == ["REDACTED"]
+    assert theirs["request"]["headers"]["Authorization"] == []
+    assert set(ours["request"]["headers"]) - {"Accept-Encoding", "Connection"} <= set(theirs["request"]["headers"])
+    assert isinstance(ours["duration"], float) and isinstance(ours["ts"], float)

@@ -178,3 +178,8 @@ def test_many_idle_connections_do_not_stop_service(server: Any) -> None:
     finally:
         for s in socks:
             s.close()
+
+
+def test_invalid_percent_escape_in_the_path_is_400(server: Any) -> None:
+    raw = exchange(server.port(), get("/a%zzb") + get())
+    assert statuses(raw) == [400]

@@ -159,7 +159,6 @@ def test_basic_auth_over_a_socket(serve) -> None:
     assert wrong.status_code == 401
 
 
-@pytest.mark.xfail(reason="rws.http.routes.serve answers errors without error routes on new, empty headers")
 def test_the_challenge_reaches_the_client_without_error_routes(serve) -> None:
     with serve(site()) as server:
         response = httpx.get(server.url("/"))

@@ -243,3 +243,11 @@ def test_rewrites_like_caddy(same_as_caddy_run) -> None:
         ("/strip/a%2Fb/c", {}), ("/strip/", {}), ("/rw/abc/def?q=1", {}), ("/q?a=1&b=2", {}), ("/q", {}),
         ("/suffix.html?z", {}), ("/method", {}),
     ])
+
+
+def test_query_bytes_that_are_not_utf8_survive_reencoding() -> None:
+    assert rewritten({"query": {"set": [{"key": "b", "val": "1"}]}}, "/?a=%E9").query == "a=%E9&b=1"
+
+
+def test_a_non_ascii_prefix_strips_its_encoded_form() -> None:
+    assert rewritten({"strip_path_prefix": "/ä"}, "/%C3%A4/x").target == "/x"

@@ -166,3 +166,9 @@ def test_respond_like_caddy(same_as_caddy_run) -> None:
         ("/json", {}), ("/short", {}), ("/status", {}),
         ("/placeholders", {"headers": {"X-A": "value"}}), ("/fail", {}), ("/headers", {}),
     ])
+
+
+def test_a_body_nested_too_deeply_for_python_is_plain_text() -> None:
+    handler = respond(body="{http.request.header.X-Body}")
+    response = run(handler, request(X_Body="[" * 5000 + "]" * 5000))
+    assert response.headers.get("Content-Type") == "text/plain; charset=utf-8"
