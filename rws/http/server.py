@@ -14,6 +14,7 @@ from rws.errors import HttpError
 from rws.http.client_ip import ClientIp
 from rws.http.message import Headers, Request, Response
 from rws.http.routes import BuildContext, RouteList, error_id, serve
+from rws.observability.metrics import REQUEST_ERRORS_TOTAL, REQUESTS_IN_FLIGHT, REQUESTS_TOTAL
 from rws.protocols.connection import BodyStream, HttpConnection, Timeouts
 from rws.protocols.events import RequestReceived
 from rws.protocols.http1 import default_backend
@@ -72,15 +73,24 @@ class HttpServer:
         request.response_headers = Headers([("Server", SERVER_HEADER)])
         request.vars["client_ip"] = self.client_ip.of(request)
         conn.exchange = request
+        labels = (self.name, "")
+        REQUESTS_IN_FLIGHT.inc(*labels)
         try:
-            return await serve(self.routes, self.errors, request)
+            response = await serve(self.routes, self.errors, request)
+            if request.error is not None:
+                REQUEST_ERRORS_TOTAL.inc(*labels)
+            return response
         except (ConnectionError, asyncio.CancelledError):
             raise
         except Exception:  # a handler's bug: one log record with an id the client also sees
             ident = error_id()
             log.exception("handler failed", extra={"error_id": ident, "uri": request.uri})
             headers = Headers([("Server", SERVER_HEADER), ("Content-Type", "text/plain; charset=utf-8")])
+            REQUEST_ERRORS_TOTAL.inc(*labels)
             return Response(500, headers, f"internal server error (id {ident})\n".encode())
+        finally:
+            REQUESTS_IN_FLIGHT.dec(*labels)
+            REQUESTS_TOTAL.inc(*labels)
 
     def sent(self, response: Response, head: RequestReceived, written: int, body: BodyStream) -> None:
         if self.access_log is None:

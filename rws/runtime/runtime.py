@@ -78,7 +78,9 @@ class Runtime:
 
     def metrics_text(self) -> str:
         """The Prometheus text of `GET /metrics`."""
-        return ""
+        from rws.observability.metrics import REGISTRY
+
+        return REGISTRY.expose()
 
     def _retire(self, old: Generation) -> None:
         task = asyncio.get_running_loop().create_task(old.retire(self.pool, old.grace_period, close_idle=False))

@@ -8,9 +8,8 @@ import re
 import httpx
 import pytest
 
-from rws.handlers.metrics import (
-    REGISTRY, REQUESTS_TOTAL, MetricsRegistry, parse_traceparent, wants_openmetrics,
-)
+from rws.handlers.metrics import parse_traceparent, wants_openmetrics
+from rws.observability.metrics import REGISTRY, REQUESTS_TOTAL, MetricsRegistry
 
 from .conftest import Seen, build, request, run
 
