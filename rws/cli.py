@@ -233,10 +233,10 @@ def hash_password(plaintext: str | None, algorithm: str, bcrypt_cost: int) -> No
 
 
 def _setup_process_logging() -> None:
-    import logging
+    """Until a config names its logs: the default log, to stderr."""
+    from rws.observability.logs import current
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    current().install()
 
 
 def _initial_config(config: str | None, adapter: str | None, resume: bool) -> tuple[Any, dict[str, Any]]:

@@ -58,6 +58,8 @@ class Route:
 
 
 async def _empty_ok(request: Request) -> Response:
+    """The end of the chain with nothing written: an empty 200 (logged as unhandled)."""
+    request.vars["unhandled"] = True
     return Response(200, request.response_headers)
 
 

@@ -12,6 +12,7 @@ from rws.errors import RwsError
 from rws.http.routes import BuildContext
 from rws.http.server import HttpServer
 from rws.net.listeners import Listener, ListenerPool, parse_listen
+from rws.observability.logs import build_logs
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class Generation:
         self.shutdown_delay = 0.0
         http = (self.config.apps or {}).get("http")
         try:
+            self.logs = build_logs(self.config.logging, self.ctx)
             if http is not None:
                 app = http.config
                 self.grace_period = app.grace_period or None
@@ -56,6 +58,7 @@ class Generation:
             raise
 
     def activate(self) -> None:
+        self.logs.install()
         for listener, server in self.bindings:
             listener.factory = server.connection
 
