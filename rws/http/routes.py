@@ -115,6 +115,25 @@ async def _run_handlers(handlers: tuple[Handler, ...], i: int, request: Request,
     return await handlers[i].handle(request, next_handler)
 
 
+_BODY_PLACEHOLDER = "{http.request.body"
+
+
+class _BufferingBody:
+    """A handler whose config reads `{http.request.body}`: the body is buffered (once per
+    request) before it runs, since placeholders are expanded synchronously."""
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+
+    async def handle(self, request: Request, next: Next) -> Response:
+        from rws.http.placeholders import buffer_body
+
+        await buffer_body(request)
+        return await self.handler.handle(request, next)
+
+
 @dataclass(slots=True)
 class BuildContext:
     """What module builders get while a config generation is provisioned."""
@@ -133,7 +152,10 @@ class BuildContext:
             raise HttpError(500, f"module {module.id!r} cannot run in this build")
         path, _, attr = spec.runtime.partition(":")
         builder = getattr(importlib.import_module(path), attr)
-        return builder(module.config, self)
+        built = builder(module.config, self)
+        if module.id.startswith("http.handlers.") and _BODY_PLACEHOLDER in repr(module.config):
+            return _BufferingBody(built)
+        return built
 
     def build_matcher_sets(self, sets: tuple[dict[str, ModuleValue], ...] | None) -> tuple[MatcherSet, ...]:
         return tuple(MatcherSet(tuple(self.build(m) for m in s.values())) for s in sets or ())

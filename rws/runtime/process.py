@@ -54,12 +54,12 @@ async def _serve(source: ConfigSource | None, tree: dict[str, Any], watch: bool,
     runtime = Runtime(config_files=(source.path,) if source and source.path else (),
                       reload_source=source.load if source else None)
     runtime.admin = AdminEndpoint(runtime)
+    signals.install(runtime)  # before anything listens, so a signal is never the default one
     try:
         await runtime.apply(tree, force=True)
     except RwsError:
         await runtime.stop(0)
         raise
-    signals.install(runtime)
     if pingback:
         _pingback(pingback)
     watcher = asyncio.get_running_loop().create_task(_watch(runtime, source)) if watch and source and source.path else None

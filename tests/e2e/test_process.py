@@ -1,0 +1,296 @@
+"""rws as a user runs it: `rws run`, `start`, `reload`, `stop`, signals, `--resume`,
+`--watch`, `file-server` and `respond`, each a real process on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+
+class Process:
+    """`rws <args>` in the background; its stderr (JSON log lines) is collected."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "rws", *args], cwd=cwd, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.records: list[dict[str, Any]] = []
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            try:
+                self.records.append(json.loads(line))
+            except ValueError:
+                pass
+
+    def wait_for(self, msg: str, count: int = 1, timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [r for r in self.records if r.get("msg") == msg]
+            if len(found) >= count:
+                return found[count - 1]
+            if self.proc.poll() is not None and not self.reader.is_alive():
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"no {msg!r} record; stderr:\n{''.join(self.lines)}")
+
+    def port(self, count: int = 1) -> int:
+        """The port of the `count`-th HTTP listener bound (the admin socket is a file here)."""
+        records = [r for r in self.records if r.get("msg") == "listener bound" and not r["address"].startswith("unix")]
+        deadline = time.monotonic() + 30
+        while len(records) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+            records = [r for r in self.records if r.get("msg") == "listener bound" and not r["address"].startswith("unix")]
+        assert len(records) >= count, "".join(self.lines)
+        return int(records[count - 1]["bound"][1])
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_DATA_HOME": str(tmp_path / "data")}
+
+
+@pytest.fixture
+def running(tmp_path: Path, env: dict[str, str]) -> Iterator[Any]:
+    started: list[Process] = []
+
+    def start(args: list[str]) -> Process:
+        process = Process(args, tmp_path, env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def site(tmp_path: Path, body: str, admin: str | None = None, extra: str = "") -> Path:
+    admin_line = f"\tadmin {admin}\n" if admin else "\tadmin off\n"
+    text = "{\n" + admin_line + "}\n" + f"http://127.0.0.1:0 {{\n\tbind 127.0.0.1\n{extra}\trespond \"{body}\"\n}}\n"
+    path = tmp_path / "Rwsfile"
+    path.write_text(text)
+    return path
+
+
+def rws(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rws", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_run_serves_the_rwsfile_and_sigterm_stops_it(tmp_path: Path, running: Any) -> None:
+    site(tmp_path, "hello")
+    process = running(["run", "Rwsfile"])
+    assert httpx.get(f"http://127.0.0.1:{process.port()}/").text == "hello"
+    assert process.stop() == 0
+    process.wait_for("shutting down")
+
+
+def test_run_with_no_config_serves_only_the_admin_api(tmp_path: Path, running: Any) -> None:
+    sock = tmp_path / "admin.sock"
+    env_process = running(["run"])
+    env_process.wait_for("config applied")
+    del sock  # the default admin address is used; nothing else listens
+    assert [r for r in env_process.records if r.get("msg") == "listener bound"] != []
+
+
+def test_start_reload_stop(tmp_path: Path, env: dict[str, str]) -> None:
+    admin = f"unix/{tmp_path / 'admin.sock'}"
+    site(tmp_path, "first", admin=admin)
+    # the background instance inherits stdout and stderr (as with Caddy): give it files
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        code = subprocess.run([sys.executable, "-m", "rws", "start", "--config", "Rwsfile"], cwd=tmp_path, env=env,
+                              stdout=out, stderr=err, timeout=120).returncode
+    assert code == 0, (tmp_path / "err").read_text()
+    pid = int((tmp_path / "out").read_text().split("pid=")[1].split(")")[0])
+    try:
+        config = json.loads(rws(["adapt"], tmp_path, env).stdout)
+        assert config["admin"]["listen"] == admin
+        port = _wait_port_of(pid, admin)
+        assert httpx.get(f"http://127.0.0.1:{port}/").text == "first"
+        site(tmp_path, "second", admin=admin)
+        reloaded = rws(["reload", "--config", "Rwsfile"], tmp_path, env)
+        assert reloaded.returncode == 0, reloaded.stderr
+        assert httpx.get(f"http://127.0.0.1:{port}/").text == "second"
+        stopped = rws(["stop", "--config", "Rwsfile"], tmp_path, env)
+        assert stopped.returncode == 0, stopped.stderr
+        _wait_gone(pid)
+    finally:
+        _kill(pid)
+
+
+def _wait_port_of(pid: int, admin: str) -> int:
+    """The HTTP port of an instance started in the background: ask the OS which loopback
+    port that process listens on."""
+    import http.client
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect(admin.split("/", 1)[1])
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            conn = Conn("localhost")
+            conn.request("GET", "/config/apps/http/servers/srv0/listen", headers={"Host": ""})
+            conn.getresponse().read()
+            break
+        except OSError:
+            time.sleep(0.05)
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if f"pid={pid}," in line and "127.0.0.1:" in line:
+            return int(line.split()[3].rsplit(":", 1)[1])
+    raise AssertionError(out)
+
+
+def _wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} still running")
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def test_sighup_reloads_the_config_file(tmp_path: Path, running: Any) -> None:
+    site(tmp_path, "before")
+    process = running(["run", "--config", "Rwsfile"])
+    port = process.port()
+    assert httpx.get(f"http://127.0.0.1:{port}/").text == "before"
+    site(tmp_path, "after")
+    process.proc.send_signal(signal.SIGHUP)
+    process.wait_for("config applied", count=2)
+    assert httpx.get(f"http://127.0.0.1:{port}/").text == "after"
+
+
+def test_a_bad_file_on_sighup_keeps_the_running_config(tmp_path: Path, running: Any) -> None:
+    site(tmp_path, "good")
+    process = running(["run", "--config", "Rwsfile"])
+    port = process.port()
+    (tmp_path / "Rwsfile").write_text(":80 {\n\tnope\n}\n")
+    process.proc.send_signal(signal.SIGHUP)
+    process.wait_for("reload failed; the running config is unchanged")
+    assert httpx.get(f"http://127.0.0.1:{port}/").text == "good"
+
+
+def test_watch_reloads_when_the_file_changes(tmp_path: Path, running: Any) -> None:
+    site(tmp_path, "one")
+    process = running(["run", "--config", "Rwsfile", "--watch"])
+    port = process.port()
+    time.sleep(1.1)  # let the file's mtime move on (filesystem timestamp granularity)
+    site(tmp_path, "two")
+    process.wait_for("config applied", count=2)
+    assert httpx.get(f"http://127.0.0.1:{port}/").text == "two"
+
+
+def test_resume_starts_from_the_autosaved_config(tmp_path: Path, running: Any) -> None:
+    site(tmp_path, "saved", admin="unix/" + str(tmp_path / "a.sock"))
+    first = running(["run", "--config", "Rwsfile"])
+    first.port()
+    assert first.stop() == 0
+    (tmp_path / "Rwsfile").write_text("this is not an rwsfile {\n")
+    second = running(["run", "--resume"])
+    assert httpx.get(f"http://127.0.0.1:{second.port()}/").text == "saved"
+
+
+def test_bad_config_at_startup_exits_1_with_one_line(tmp_path: Path, env: dict[str, str]) -> None:
+    (tmp_path / "Rwsfile").write_text(":80 {\n\tnope\n}\n")
+    result = rws(["run"], tmp_path, env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("Rwsfile:2: unrecognized directive: nope")
+
+
+def test_stop_without_a_running_instance_is_one_line(tmp_path: Path, env: dict[str, str]) -> None:
+    result = rws(["stop", "--address", f"unix/{tmp_path / 'none.sock'}"], tmp_path, env)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_respond_command(tmp_path: Path, running: Any) -> None:
+    process = running(["respond", "--listen", "127.0.0.1:0", "--status", "201", "--header", "X-Test: yes", "made it"])
+    response = httpx.get(f"http://127.0.0.1:{process.port()}/any")
+    assert (response.status_code, response.text, response.headers["x-test"]) == (201, "made it", "yes")
+
+
+def test_file_server_command(tmp_path: Path, running: Any) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "a.txt").write_text("file a")
+    process = running(["file-server", "--root", "site", "--listen", "127.0.0.1:0", "--browse"])
+    port = process.port()
+    assert httpx.get(f"http://127.0.0.1:{port}/a.txt").text == "file a"
+    listing = httpx.get(f"http://127.0.0.1:{port}/", headers={"Accept": "application/json"}).json()
+    assert [entry["name"] for entry in listing] == ["a.txt"]
+
+
+def test_graceful_stop_lets_a_request_in_flight_complete(tmp_path: Path, running: Any) -> None:
+    (tmp_path / "Rwsfile").write_text(
+        "{\n\tadmin off\n}\nhttp://127.0.0.1:0 {\n\tbind 127.0.0.1\n\trespond \"got {http.request.body}\"\n}\n")
+    process = running(["run"])
+    port = process.port()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nhello")
+        time.sleep(0.3)  # the request is in flight, waiting for the rest of its body
+        process.proc.send_signal(signal.SIGTERM)
+        process.wait_for("shutting down")
+        conn.sendall(b"world")
+        data = b""
+        while not data.endswith(b"got helloworld"):
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"got helloworld")
+    assert process.proc.wait(30) == 0
+
+
+def test_a_second_signal_forces_the_stop(tmp_path: Path, running: Any) -> None:
+    (tmp_path / "Rwsfile").write_text(
+        "{\n\tadmin off\n}\nhttp://127.0.0.1:0 {\n\tbind 127.0.0.1\n\trespond \"{http.request.body}\"\n}\n")
+    process = running(["run"])
+    port = process.port()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nhello")
+        time.sleep(0.3)
+        process.proc.send_signal(signal.SIGINT)
+        process.wait_for("shutting down")
+        process.proc.send_signal(signal.SIGINT)
+        assert process.proc.wait(30) == 2
