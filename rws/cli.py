@@ -144,13 +144,13 @@ def adapt(config: str, adapter: str | None, pretty: bool, do_validate: bool, env
 @click.option("--envfile", multiple=True, help="Load KEY=VALUE lines into the environment first.")
 @_user_errors
 def validate(config: str, adapter: str | None, envfile: tuple[str, ...]) -> None:
-    """Load a config fully without serving; exit 1 with a clear message on error."""
-    from rws.config.model import validate_tree
+    """Load a config fully (decode and provision every module) without serving."""
+    from rws.runtime.generation import Generation
 
     _load_envfiles(envfile)
     tree, warnings = load_config(config, adapter)
     _print_warnings(warnings)
-    validate_tree(tree)
+    Generation(tree, (config,)).close()
     click.echo("Valid configuration")
 
 

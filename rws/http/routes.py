@@ -14,12 +14,16 @@ Module runtime objects are built by `BuildContext.build(...)` from decoded confi
 from __future__ import annotations
 
 import importlib
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from rws.config.decode import ModuleValue
-from rws.errors import HttpError
+from rws.errors import ConfigError, HttpError, RwsError
 from rws.http.message import Handler, Next, Request, Response
+
+
+log = logging.getLogger(__name__)
 
 
 class Matcher(Protocol):
@@ -152,7 +156,13 @@ class BuildContext:
             raise HttpError(500, f"module {module.id!r} cannot run in this build")
         path, _, attr = spec.runtime.partition(":")
         builder = getattr(importlib.import_module(path), attr)
-        built = builder(module.config, self)
+        try:
+            built = builder(module.config, self)
+        except RwsError:
+            raise
+        except Exception as exc:  # a module's provisioning bug must fail the load, not the process
+            log.exception("provisioning a module failed", extra={"module": module.id})
+            raise ConfigError(module.id, f"provisioning failed: {exc}") from exc
         if module.id.startswith("http.handlers.") and _BODY_PLACEHOLDER in repr(module.config):
             return _BufferingBody(built)
         return built

@@ -86,6 +86,10 @@ class Generation:
         self.bindings.clear()
         self._run_closers()
 
+    def close(self) -> None:
+        """Release what building this (never started) generation opened."""
+        self._run_closers()
+
     def _run_closers(self) -> None:
         for closer in reversed(self.ctx.closers):
             try:
