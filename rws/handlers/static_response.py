@@ -258,7 +258,7 @@ def _reject_constant(name: str) -> Any:
 class StaticResponse:
     """The runtime of `static_response`: answers without calling the next handler."""
 
-    __slots__ = ("status", "headers", "body", "close", "abort", "_canonical")
+    __slots__ = ("status", "headers", "body", "close", "abort", "_canonical", "static_body")
 
     def __init__(self, config: StaticResponseConfig) -> None:
         from rws.handlers.headers import canonical_header_key  # headers imports this module
@@ -272,6 +272,12 @@ class StaticResponse:
             headers.append((key, tuple(compile_template(v) for v in values)))
         self.headers = tuple(headers)
         self.body = compile_template(config.body) if config.body else None
+        # A body without placeholders is encoded (and its Content-Type decided) once.
+        self.static_body: tuple[bytes, str] | None = None
+        if self.body is not None and self.body.static:
+            text = self.body.text_value
+            self.static_body = (text.encode("utf-8"),
+                                "application/json" if _looks_like_json(text) else "text/plain; charset=utf-8")
         self.close = config.close
         self.abort = config.abort
 
@@ -282,16 +288,22 @@ class StaticResponse:
         for key, values in self.headers:
             name = key if isinstance(key, str) else self._canonical(key.render(request))
             headers.set_all(name, [v.render(request) for v in values])
-        body = self.body.render(request, keep_unknown=True) if self.body is not None else ""
-        if body and not headers.get("Content-Type"):
-            headers.set("Content-Type", "application/json" if _looks_like_json(body) else "text/plain; charset=utf-8")
+        if self.static_body is not None:
+            data, content_type = self.static_body
+            if data and "Content-Type" not in headers:
+                headers.add("Content-Type", content_type)
+        else:
+            body = self.body.render(request, keep_unknown=True) if self.body is not None else ""
+            data = body.encode("utf-8")
+            if body and "Content-Type" not in headers:
+                headers.add("Content-Type", "application/json" if _looks_like_json(body) else "text/plain; charset=utf-8")
         status = self.status.resolve(request)
         if status is None:
             status = request.error.status if request.error is not None and request.error.status > 0 else 200
         if status == 103:
             # Early hints are not the final response; the headers stay for the one that is.
             return await next(request)
-        return Response(status, headers, body.encode("utf-8"), close=self.close)
+        return Response(status, headers, data, close=self.close)
 
 
 def build_static_response(config: StaticResponseConfig, ctx: BuildContext) -> StaticResponse:

@@ -43,6 +43,7 @@ class HttpServer:
         )
         self.max_header_bytes = config.max_header_bytes or 0
         self.client_ip = ClientIp(config)
+        self.labels = (name, "")  # the metrics' label values for this server
         self.backend = default_backend()
         self.access_log: Any = _access_logger(config, ctx)
         self.connections: set[HttpConnection] = set()
@@ -73,12 +74,12 @@ class HttpServer:
         request.response_headers = Headers([("Server", SERVER_HEADER)])
         request.vars["client_ip"] = self.client_ip.of(request)
         conn.exchange = request
-        labels = (self.name, "")
-        REQUESTS_IN_FLIGHT.inc(*labels)
+        labels = self.labels
+        REQUESTS_IN_FLIGHT.add(labels, 1.0)
         try:
             response = await serve(self.routes, self.errors, request)
             if request.error is not None:
-                REQUEST_ERRORS_TOTAL.inc(*labels)
+                REQUEST_ERRORS_TOTAL.add(labels, 1.0)
             return response
         except (ConnectionError, asyncio.CancelledError):
             raise
@@ -86,11 +87,11 @@ class HttpServer:
             ident = error_id()
             log.exception("handler failed", extra={"error_id": ident, "uri": request.uri})
             headers = Headers([("Server", SERVER_HEADER), ("Content-Type", "text/plain; charset=utf-8")])
-            REQUEST_ERRORS_TOTAL.inc(*labels)
+            REQUEST_ERRORS_TOTAL.add(labels, 1.0)
             return Response(500, headers, f"internal server error (id {ident})\n".encode())
         finally:
-            REQUESTS_IN_FLIGHT.dec(*labels)
-            REQUESTS_TOTAL.inc(*labels)
+            REQUESTS_IN_FLIGHT.add(labels, -1.0)
+            REQUESTS_TOTAL.add(labels, 1.0)
 
     def sent(self, response: Response, head: RequestReceived, written: int, body: BodyStream) -> None:
         if self.access_log is None:

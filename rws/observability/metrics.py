@@ -26,6 +26,11 @@ class MetricFamily:
     def inc(self, *values: str, amount: float = 1.0) -> None:
         self.samples[values] = self.samples.get(values, 0.0) + amount
 
+    def add(self, values: tuple[str, ...], amount: float) -> None:
+        """`inc` for a label tuple made once (the per-request path)."""
+        samples = self.samples
+        samples[values] = samples.get(values, 0.0) + amount
+
     def dec(self, *values: str) -> None:
         self.inc(*values, amount=-1.0)
 
