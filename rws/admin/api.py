@@ -20,7 +20,8 @@ from rws.config import tree as config_tree
 from rws.errors import AdminError, RwsError
 from rws.http.message import Headers, Response
 from rws.net.listeners import Listener, parse_listen
-from rws.protocols.connection import BodyStream, HttpConnection, Timeouts
+from rws.protocols.connection import HttpConnection, Timeouts
+from rws.protocols.flow import BodyStream
 from rws.protocols.events import RequestReceived
 from rws.protocols.http1 import default_backend
 

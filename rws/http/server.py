@@ -15,7 +15,8 @@ from rws.http.client_ip import ClientIp
 from rws.http.message import Headers, Request, Response
 from rws.http.routes import BuildContext, RouteList, error_id, serve
 from rws.observability.metrics import REQUEST_ERRORS_TOTAL, REQUESTS_IN_FLIGHT, REQUESTS_TOTAL
-from rws.protocols.connection import BodyStream, HttpConnection, Timeouts
+from rws.protocols.connection import HttpConnection, Timeouts
+from rws.protocols.flow import BodyStream
 from rws.protocols.events import RequestReceived
 from rws.protocols.http1 import default_backend
 

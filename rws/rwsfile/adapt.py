@@ -17,6 +17,7 @@ from rws import registry
 from rws.errors import RwsfileError
 from rws.handlers.subroute import NAMED_ROUTES_KEY
 from rws.rwsfile import servers
+from rws.rwsfile.pairing import pair_sites_with_listeners
 from rws.rwsfile.directives import (
     AdaptState,
     ConfigValue,
@@ -39,7 +40,7 @@ def adapt_text(text: str, filename: str = "Rwsfile", environ: dict[str, str] | N
     evaluate_global_options(doc, run)
     named_routes = compile_named_routes(doc, run)
     sites = [parse_site(block, run) for block in doc.blocks if not block.is_named_route]
-    pairings = servers.pair_sites_with_listeners(sites, run.options)
+    pairings = pair_sites_with_listeners(sites, run.options)
     http_servers = servers.build_servers(pairings, run, named_routes)
     return assemble(http_servers, pairings, run), run.warnings
 

@@ -1,0 +1,123 @@
+"""Flow control on a connection: request bodies arrive into a buffer that pauses reading
+above a high watermark and resumes as the handler reads; and the one timer that times
+out the connections of a loop."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import TYPE_CHECKING, AsyncIterator
+
+if TYPE_CHECKING:
+    from rws.protocols.connection import HttpConnection
+
+FILE_CHUNK = 256 * 1024
+
+
+class BodyStream:
+    """One request's body as it arrives; `read`/iteration wait for data with flow control."""
+
+    __slots__ = ("conn", "chunks", "size", "complete", "waiter", "bytes_read", "expect_continue", "error")
+
+    def __init__(self, conn: HttpConnection, expect_continue: bool) -> None:
+        self.conn = conn
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.size = 0
+        self.complete = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.bytes_read = 0
+        self.expect_continue = expect_continue
+        self.error: Exception | None = None
+
+    def feed(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.size += len(data)
+        self.bytes_read += len(data)
+        self._wake()
+
+    def finish(self, error: Exception | None = None) -> None:
+        self.complete = True
+        self.error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            parts: list[bytes] = []
+            while True:
+                part = await self.read(1 << 20)
+                if not part:
+                    return b"".join(parts)
+                parts.append(part)
+        while not self.chunks and not self.complete:
+            if self.expect_continue:
+                self.expect_continue = False
+                self.conn.send_continue()
+            self.waiter = self.conn.loop.create_future()
+            self.conn.resume_if_needed()
+            await self.waiter
+            self.waiter = None
+        if not self.chunks:
+            if self.error is not None:
+                raise self.error
+            return b""
+        data = self.chunks.popleft()
+        if len(data) > n > 0:
+            self.chunks.appendleft(data[n:])
+            data = data[:n]
+        self.size -= len(data)
+        self.conn.resume_if_needed()
+        return data
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        while True:
+            data = await self.read(FILE_CHUNK)
+            if not data:
+                return
+            yield data
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._iterate()
+
+
+class Deadlines:
+    """One timer for all the connections of a loop: each connection keeps its own
+    `deadline`; once a second the ones past theirs are timed out. (A timer per request
+    would cost more than the requests of a simple site.)"""
+
+    TICK = 1.0
+    _by_loop: dict[asyncio.AbstractEventLoop, Deadlines] = {}
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.connections: set[HttpConnection] = set()
+        self.handle: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def for_loop(cls, loop: asyncio.AbstractEventLoop) -> Deadlines:
+        found = cls._by_loop.get(loop)
+        if found is None:
+            found = cls._by_loop[loop] = cls(loop)
+        return found
+
+    def watch(self, conn: HttpConnection) -> None:
+        self.connections.add(conn)
+        if self.handle is None:
+            self.handle = self.loop.call_later(self.TICK, self._tick)
+
+    def forget(self, conn: HttpConnection) -> None:
+        self.connections.discard(conn)
+
+    def _tick(self) -> None:
+        now = self.loop.time()
+        for conn in [c for c in self.connections if c.deadline and c.deadline <= now]:
+            conn._timed_out()
+        if self.connections:
+            self.handle = self.loop.call_later(self.TICK, self._tick)
+        else:
+            self.handle = None
+            if self.loop.is_closed() or not self.loop.is_running():
+                self._by_loop.pop(self.loop, None)
