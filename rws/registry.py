@@ -40,7 +40,7 @@ MODULES: dict[str, str] = {
     "caddy.logging.writers.net": "rws.observability.log_config:NET_WRITER",
     "caddy.logging.encoders.json": "rws.observability.log_config:JSON_ENCODER",
     "caddy.logging.encoders.console": "rws.observability.log_config:CONSOLE_ENCODER",
-    "caddy.logging.encoders.filter": "rws.observability.log_config:FILTER_ENCODER",
+    "caddy.logging.encoders.filter": "rws.observability.log_filter_config:FILTER_ENCODER",
     # listener wrappers and IP sources
     "caddy.listeners.http_redirect": "rws.http.config:HTTP_REDIRECT_WRAPPER",
     "caddy.listeners.tls": "rws.http.config:TLS_WRAPPER",

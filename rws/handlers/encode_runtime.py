@@ -30,7 +30,7 @@ from typing import Any, AsyncIterator
 from rws.handlers.encode import EncodeConfig
 from rws.handlers.encoders import CompressStream, Encoding
 from rws.handlers.headers import ResponseMatcher, ResponseMatcherConfig
-from rws.http.message import FileBody, Headers, Next, Request, Response
+from rws.http.message import FileBody, Headers, Next, Request, Response, accepted_encodings
 from rws.http.routes import BuildContext
 from rws.http.sniff import SNIFF_LEN, detect_content_type
 
@@ -53,37 +53,6 @@ DEFAULT_CONTENT_TYPES = (
 
 
 # --- negotiation ---------------------------------------------------------------------------
-
-
-def accepted_encodings(accept_encoding: str, prefer: tuple[str, ...], websocket: bool = False) -> list[str]:
-    """The encodings a client accepts, best first: by q-value, then by the server's
-    `prefer` order (earlier is better). q=0 excludes; a WebSocket handshake accepts only
-    `identity`."""
-    prefs: list[tuple[float, int, str]] = []
-    for item in accept_encoding.split(","):
-        name, _, params = item.partition(";")
-        name = name.strip().lower()
-        q = _q_value(params.partition(";")[0].strip()) if params else 1.0
-        if q < 0.00001 or (websocket and name != "identity"):
-            continue
-        order = len(prefer) - prefer.index(name) if name in prefer else -1
-        prefs.append((q, order, name))
-    # stable: by q descending (values within 1e-5 count as equal), then server preference
-    prefs.sort(key=lambda p: (-round(p[0], 5), -p[1]))
-    return [name for _, _, name in prefs]
-
-
-def _q_value(param: str) -> float:
-    if len(param) < 2 or param[:2].lower() != "q=":
-        return 1.0
-    text = param[2:]
-    if not text or not all(c in "0123456789.eE+-" for c in text):
-        return 1.0
-    try:
-        q = float(text)
-    except ValueError:
-        return 1.0
-    return q if 0.0 <= q <= 1.0 else 1.0
 
 
 def _strip_etag_suffix(request: Request, encoding: str) -> Request:

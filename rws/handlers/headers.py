@@ -2,7 +2,7 @@
 
 Directives: `header` (response fields) and `request_header` (request fields). Also the
 Rwsfile form of a response matcher (`match { status ...; header ... }`), which `encode`
-uses too, and Go's canonical header-name spelling.
+uses too.
 
 At run time (`HeadersHandler`, `HeaderOps`, `ResponseMatcher`) operations run in Caddy's
 order: delete `*`, add, set (values joined with ","), delete (wildcards), replace
@@ -17,38 +17,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from rws.errors import ConfigError
-from rws.handlers.rewrite import go_template, replace_all
 from rws.handlers.static_response import go_atoi
-from rws.http.message import Headers, Next, Request, Response, split_host
+from rws.http.message import Headers, Next, Request, Response, canonical_header_key, split_host
 from rws.http.placeholders import Template, compile_template
-from rws.http.regexp import compile_regexp, regexp_problem
+from rws.http.regexp import compile_regexp, go_template, regexp_problem, replace_all
 from rws.registry import ModuleSpec
 from rws.rwsfile.directives import ConfigValue, Directive, Helper
 from rws.rwsfile.dispenser import Dispenser
 
 if TYPE_CHECKING:
     from rws.http.routes import BuildContext
-
-# --- header names ------------------------------------------------------------------------
-
-_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-def canonical_header_key(name: str) -> str:
-    """Go's textproto.CanonicalMIMEHeaderKey: `content-type` -> `Content-Type`.
-
-    A name with a character that is not allowed in a field name (a space, a brace of a
-    placeholder, anything non-ASCII) is returned unchanged.
-    """
-    if not name or any(c not in _TOKEN_CHARS for c in name):
-        return name
-    out = []
-    upper = True
-    for c in name:
-        out.append(c.upper() if upper else c.lower())
-        upper = c == "-"
-    return "".join(out)
-
 
 # --- response matchers -------------------------------------------------------------------
 

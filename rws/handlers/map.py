@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rws.errors import ConfigError
-from rws.handlers.rewrite import TemplatePart, expand, go_template
 from rws.http.message import Next, Request, Response
 from rws.http.placeholders import Template, compile_template, lookup, to_string
-from rws.http.regexp import compile_regexp, regexp_problem
+from rws.http.regexp import TemplatePart, compile_regexp, expand, go_template, regexp_problem
 from rws.registry import ModuleSpec
 from rws.rwsfile.directives import SIMPLE_SHORTHANDS, Directive, Helper
 

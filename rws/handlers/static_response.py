@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from rws.config.decode import WeakString
 from rws.errors import ConfigError, HttpError
-from rws.http.message import Headers, Next, Request, Response
+from rws.http.message import Headers, Next, Request, Response, canonical_header_key
 from rws.http.placeholders import Template, compile_template
 from rws.registry import ModuleSpec
 
@@ -258,12 +258,9 @@ def _reject_constant(name: str) -> Any:
 class StaticResponse:
     """The runtime of `static_response`: answers without calling the next handler."""
 
-    __slots__ = ("status", "headers", "body", "close", "abort", "_canonical", "static_body")
+    __slots__ = ("status", "headers", "body", "close", "abort", "static_body")
 
     def __init__(self, config: StaticResponseConfig) -> None:
-        from rws.handlers.headers import canonical_header_key  # headers imports this module
-
-        self._canonical = canonical_header_key
         self.status = StatusCode(config.status_code)
         headers: list[tuple[str | Template, tuple[Template, ...]]] = []
         for name, values in (config.headers or {}).items():
@@ -286,7 +283,7 @@ class StaticResponse:
             return Response(0, Headers(), abort=True)
         headers = request.response_headers
         for key, values in self.headers:
-            name = key if isinstance(key, str) else self._canonical(key.render(request))
+            name = key if isinstance(key, str) else canonical_header_key(key.render(request))
             headers.set_all(name, [v.render(request) for v in values])
         if self.static_body is not None:
             data, content_type = self.static_body

@@ -13,12 +13,33 @@ bytes, or a `FileBody` (which the connection may send with `sendfile`).
 
 from __future__ import annotations
 
+import functools
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Protocol
-from urllib.parse import unquote
 
 from rws.errors import HttpError
+from rws.protocols.status import status_text as status_text  # re-exported for handlers
+from rws.http.uri import decode_path
+
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def canonical_header_key(name: str) -> str:
+    """Go's textproto.CanonicalMIMEHeaderKey: `content-type` -> `Content-Type`.
+
+    A name with a character that is not allowed in a field name (a space, a brace of a
+    placeholder, anything non-ASCII) is returned unchanged.
+    """
+    if not name or any(c not in _TOKEN_CHARS for c in name):
+        return name
+    out = []
+    upper = True
+    for c in name:
+        out.append(c.upper() if upper else c.lower())
+        upper = c == "-"
+    return "".join(out)
 
 
 class Headers:
@@ -173,11 +194,6 @@ class Response:
         self.trailers: Headers | None = None
 
 
-def decode_path(raw_path: str) -> str:
-    """The percent-decoded form of an escaped path (Go's url.PathUnescape, lenient)."""
-    return unquote(raw_path) if "%" in raw_path else raw_path
-
-
 class Request:
     """One request as handlers see it. Copy with `with_changes` to hand a modified request
     down the chain; the copies share vars, placeholders and the response header map."""
@@ -195,14 +211,16 @@ class Request:
         self.method = method
         self.target = target  # the request-target as sent, e.g. "/a%20b?x=1"
         raw_path, _, query = target.partition("?")
-        if raw_path.startswith(("http://", "https://")):  # absolute-form
-            raw_path = "/" + raw_path.split("://", 1)[1].partition("/")[2]
+        authority = ""
+        if raw_path.startswith(("http://", "https://")):  # absolute-form: the target names the host
+            authority, _, rest = raw_path.split("://", 1)[1].partition("/")
+            raw_path = "/" + rest
         self.raw_path = raw_path  # escaped path
         self.path = decode_path(raw_path)  # decoded path
         self.query = query  # raw query, without '?'
         self.version = version
         self.headers = headers
-        self.host, self.port = split_host(headers.get("Host") or "")
+        self.host, self.port = split_host(authority or headers.get("Host") or "")
         self.scheme = scheme
         self.remote_ip, self.remote_port = remote
         self.local_ip, self.local_port = local
@@ -250,6 +268,53 @@ def split_host(hostport: str) -> tuple[str, str]:
     if sep and port.isdigit() and ":" not in host:
         return host, port
     return hostport, ""
+
+
+# --- content negotiation -------------------------------------------------------------------
+
+_Q_TOLERANCE = 0.00001
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
+def accepted_encodings(accept_encoding: str, prefer: tuple[str, ...], websocket: bool = False) -> list[str]:
+    """The encodings an `Accept-Encoding` value accepts, most wanted first (Caddy's
+    AcceptedEncodings): by descending q-value, and among equal q-values by the server's
+    `prefer` order (earlier is better). `q=0` excludes an encoding, and a WebSocket
+    handshake accepts nothing but `identity`."""
+    if not accept_encoding:
+        return []
+    prefs: list[tuple[str, float, int]] = []
+    for accepted in accept_encoding.split(","):
+        name, found, params = accepted.partition(";")
+        name = name.strip().lower()
+        q = _q_factor(params) if found else 1.0
+        if q < _Q_TOLERANCE:
+            continue
+        if websocket and name != "identity":
+            continue
+        order = prefer.index(name) if name in prefer else -1
+        if order > -1:
+            order = len(prefer) - order
+        prefs.append((name, q, order))
+    prefs.sort(key=functools.cmp_to_key(_compare))
+    return [name for name, _, _ in prefs]
+
+
+def _q_factor(params: str) -> float:
+    """The q-value of the first parameter when it is a valid `q=` in [0, 1], else 1."""
+    first = params.partition(";")[0].strip()
+    if len(first) >= 2 and first[:2].lower() == "q=" and _DECIMAL.fullmatch(first[2:]):
+        q = float(first[2:])
+        if 0 <= q <= 1:
+            return q
+    return 1.0
+
+
+def _compare(a: tuple[str, float, int], b: tuple[str, float, int]) -> int:
+    """Descending q-value (values within the tolerance count as equal), then preference."""
+    if abs(a[1] - b[1]) < _Q_TOLERANCE:
+        return (b[2] > a[2]) - (b[2] < a[2])
+    return (b[1] > a[1]) - (b[1] < a[1])
 
 
 Next = Callable[[Request], Awaitable[Response]]

@@ -6,6 +6,10 @@ outside multi-line mode means the end of the text (Python's would also match bef
 final newline: `^/admin$` must not match `/admin\n`), and `\\d`, `\\w`, `\\s` and `\\b` are
 ASCII-only as in RE2. Syntax only RE2 has (`\\p{Greek}`, `\\Q...\\E`, `[[:alpha:]]`) does
 not compile and is reported as a problem, since rws could not run it.
+
+Replacements use Go's `Regexp.Expand` templates (`$1`, `${name}`, `$$`): `go_template`
+parses one once, `expand` fills it in for a match, and `replace_all` is Go's
+`Regexp.ReplaceAllString`.
 """
 
 from __future__ import annotations
@@ -68,3 +72,85 @@ def regexp_problem(pattern: str, label: str = "invalid regular expression") -> s
     except (OverflowError, RecursionError):
         return f"{label} {pattern!r}: too complex"
     return None
+
+
+# --- Go regexp replacement templates (`$1`, `${name}`) --------------------------------------
+
+TemplatePart = str | int | tuple[str]  # literal text, group number, (group name,)
+
+
+@functools.lru_cache(maxsize=1024)
+def go_template(text: str) -> tuple[TemplatePart, ...]:
+    """Parse a Go `Regexp.Expand` template: `$n`/`${n}` group numbers, `$name`/`${name}`
+    group names (the longest run of letters, digits and `_`), `$$` a dollar sign; any
+    other `$` is literal."""
+    parts: list[TemplatePart] = []
+    literal: list[str] = []
+    i = 0
+    while True:
+        dollar = text.find("$", i)
+        if dollar < 0:
+            literal.append(text[i:])
+            break
+        literal.append(text[i:dollar])
+        i = dollar + 1
+        if text.startswith("$", i):
+            literal.append("$")
+            i += 1
+            continue
+        ref = _template_ref(text, i)
+        if ref is None:
+            literal.append("$")
+            continue
+        part, i = ref
+        if literal:
+            parts.append("".join(literal))
+            literal = []
+        parts.append(part)
+    if "".join(literal):
+        parts.append("".join(literal))
+    return tuple(parts)
+
+
+def _template_ref(text: str, start: int) -> tuple[TemplatePart, int] | None:
+    brace = text.startswith("{", start)
+    i = begin = start + 1 if brace else start
+    while i < len(text) and (text[i].isalpha() or text[i].isdecimal() or text[i] == "_"):
+        i += 1
+    if i == begin:
+        return None
+    name = text[begin:i]
+    if brace:
+        if not text.startswith("}", i):
+            return None
+        i += 1
+    is_number = name.isascii() and name.isdigit() and (name == "0" or not name.startswith("0")) and len(name) <= 9
+    return (int(name) if is_number else (name,)), i
+
+
+def expand(parts: tuple[TemplatePart, ...], match: re.Match[str]) -> str:
+    """A template's text for one match; groups that are missing or did not match are empty."""
+    out = []
+    for part in parts:
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        index = part if isinstance(part, int) else match.re.groupindex.get(part[0], -1)
+        if 0 <= index <= match.re.groups:
+            out.append(match.group(index) or "")
+    return "".join(out)
+
+
+def replace_all(pattern: re.Pattern[str], text: str, parts: tuple[TemplatePart, ...]) -> str:
+    """Go's Regexp.ReplaceAllString: like re.sub, but an empty match right after a match
+    is not replaced."""
+    out = []
+    last = 0
+    for match in pattern.finditer(text):
+        start, end = match.span()
+        out.append(text[last:start])
+        if end > last or start == 0:
+            out.append(expand(parts, match))
+        last = end
+    out.append(text[last:])
+    return "".join(out)

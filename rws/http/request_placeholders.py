@@ -21,21 +21,16 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import quote_plus
 
-from rws.http.message import Request, decode_path
+from rws.http.message import Request
 from rws.http.placeholders import BODY_KEY, prefix_provider, provider
+from rws.http.uri import decode_path, query_escape, query_values
 
 log = logging.getLogger(__name__)
 
 FILE_PLACEHOLDER_MAX_BYTES = 1024 * 1024
 
-# --- Go's path and URL helpers -----------------------------------------------------------------
-
-
-def query_escape(text: str) -> str:
-    """Go's url.QueryEscape."""
-    return quote_plus(text, safe="")
+# --- Go's path helpers -----------------------------------------------------------------
 
 
 def path_dir_file(path: str) -> tuple[str, str]:
@@ -81,49 +76,6 @@ def path_segment(path: str, index_text: str) -> tuple[Any, bool]:
     if segments and segments[0] == "":
         segments = segments[1:]
     return (segments[index] if index < len(segments) else ""), True
-
-
-def query_values(raw: str) -> tuple[dict[str, list[str]], bool]:
-    """Go's url.ParseQuery: the values of a raw query, and whether all of it parsed.
-
-    Pairs with a `;` or a bad escape are skipped (and make the result not ok).
-    """
-    values: dict[str, list[str]] = {}
-    ok = True
-    for pair in raw.split("&") if raw else ():
-        if ";" in pair:
-            ok = False
-            continue
-        if not pair:
-            continue
-        key, _, value = pair.partition("=")
-        key_text, value_text = _query_unescape(key), _query_unescape(value)
-        if key_text is None or value_text is None:
-            ok = False
-            continue
-        values.setdefault(key_text, []).append(value_text)
-    return values, ok
-
-
-def _query_unescape(text: str) -> str | None:
-    """Go's url.QueryUnescape ('+' is a space); None for a malformed escape."""
-    if "%" not in text:
-        return text.replace("+", " ")
-    out = bytearray()
-    raw = text.encode("utf-8", "surrogateescape")
-    i = 0
-    while i < len(raw):
-        c = raw[i]
-        if c == 0x25:  # %
-            hexpair = raw[i + 1:i + 3]
-            if len(hexpair) < 2 or not all(h in b"0123456789abcdefABCDEF" for h in hexpair):
-                return None
-            out.append(int(hexpair, 16))
-            i += 3
-            continue
-        out.append(0x20 if c == 0x2B else c)
-        i += 1
-    return out.decode("utf-8", "surrogateescape")
 
 
 def address_text(ip: str, port: int | str) -> str:

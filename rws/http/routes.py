@@ -20,7 +20,7 @@ from typing import Any, Callable, Protocol
 
 from rws.config.decode import ModuleValue
 from rws.errors import ConfigError, HttpError, RwsError
-from rws.http.message import Handler, Next, Request, Response
+from rws.http.message import Handler, Next, Request, Response, status_text
 
 
 log = logging.getLogger(__name__)
@@ -200,16 +200,11 @@ def error_id() -> str:
 
 def set_error_values(request: Request, exc: HttpError) -> None:
     """The `{http.error.*}` placeholders of a request being handled by error routes."""
-    from http import HTTPStatus
-
-    try:
-        text = HTTPStatus(exc.status).phrase
-    except ValueError:
-        text = ""
+    text = status_text(exc.status)
     request.error = exc
     request.values["http.error.status_code"] = exc.status
     request.values["http.error.status_text"] = text
-    request.values["http.error.message"] = exc.message or text
+    request.values["http.error.message"] = exc.message
     request.values["http.error.id"] = getattr(exc, "id", "") or error_id()
     request.values["http.error.trace"] = ""
 

@@ -14,6 +14,7 @@ from rws.errors import HttpError
 from rws.http.client_ip import ClientIp
 from rws.http.message import Headers, Request, Response
 from rws.http.routes import BuildContext, RouteList, error_id, serve
+from rws.http.sniff import detect_content_type
 from rws.observability.metrics import REQUEST_ERRORS_TOTAL, REQUESTS_IN_FLIGHT, REQUESTS_TOTAL
 from rws.protocols.connection import HttpConnection, Timeouts
 from rws.protocols.flow import BodyStream
@@ -23,6 +24,7 @@ from rws.protocols.http1 import default_backend
 log = logging.getLogger(__name__)
 
 SERVER_HEADER = "rws"
+_VALID_HOST = re.compile(r"[A-Za-z0-9.\-_~!$&'()*+,;=:%\[\]]*")  # Go's validHostHeader
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
@@ -68,8 +70,9 @@ class HttpServer:
                           scheme=conn.scheme, remote=conn.remote, local=conn.local, body=body,
                           server_name=self.name)
         if "%" in request.raw_path and _BAD_ESCAPE.search(request.raw_path):
-            return Response(400, Headers([("Content-Type", "text/plain; charset=utf-8")]),
-                            b"400 Bad Request: invalid URL escape\n", close=True)
+            return _bad_request(b"invalid URL escape")
+        if not _VALID_HOST.fullmatch(request.hostport):
+            return _bad_request(b"malformed Host header")
         request.content_length = head.content_length
         request.chunked = head.chunked
         request.response_headers = Headers([("Server", SERVER_HEADER)])
@@ -81,6 +84,9 @@ class HttpServer:
             response = await serve(self.routes, self.errors, request)
             if request.error is not None:
                 REQUEST_ERRORS_TOTAL.add(labels, 1.0)
+            content: Any = response.body
+            if content and type(content) is bytes and "Content-Type" not in response.headers:
+                response.headers.add("Content-Type", detect_content_type(content[:512]))  # as Go's server sniffs
             return response
         except (ConnectionError, asyncio.CancelledError):
             raise
@@ -124,6 +130,11 @@ class HttpServer:
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
+
+
+def _bad_request(reason: bytes) -> Response:
+    return Response(400, Headers([("Content-Type", "text/plain; charset=utf-8")]), b"400 Bad Request: " + reason + b"\n",
+                    close=True)
 
 
 def _current(body: BodyStream) -> Request | None:

@@ -27,8 +27,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Iterable
 
-from rws.handlers.headers import canonical_header_key
-from rws.http.message import Headers, Request
+from rws.http.message import Headers, Request, canonical_header_key
 from rws.http.placeholders import lookup, to_string
 from rws.observability.logs import ERROR, INFO, LOGS_KEY, Duration, Logs, current
 

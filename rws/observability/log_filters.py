@@ -16,6 +16,7 @@ they change nothing, like Caddy's.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import re
@@ -24,7 +25,7 @@ from urllib.parse import quote_plus
 
 from rws.config.decode import ModuleValue
 from rws.errors import ConfigError
-from rws.http.regexp import compile_regexp
+from rws.http.regexp import compile_regexp, expand, go_template
 from rws.observability.log_encoders import Encoder, Entry
 
 Filtered = tuple[str, Any] | None  # the new key and value, or None to drop the field
@@ -222,74 +223,15 @@ def _set_cookie_filter(actions: list[dict[str, Any]]) -> Callable[[str, Any], Fi
 # --- regular expressions -------------------------------------------------------------------
 
 
-def go_template(template: str) -> Callable[[re.Match[str]], str]:
-    """Go's Regexp.Expand for `template`: `$1`, `${1}`, `$name`, `${name}`, `$$`; a `$` not
-    followed by a valid reference stays as it is."""
-    refs: list[tuple[int, str | int]] = []  # where in `out` each group's text goes
-    out: list[str] = []
-    i = 0
-    while i < len(template):
-        dollar = template.find("$", i)
-        if dollar < 0:
-            out.append(template[i:])
-            break
-        out.append(template[i:dollar])
-        rest = template[dollar + 1:]
-        if rest.startswith("$"):
-            out.append("$")
-            i = dollar + 2
-            continue
-        ref = _reference(rest)
-        if ref is None:
-            out.append("$")
-            i = dollar + 1
-            continue
-        name, used = ref
-        refs.append((len(out), name))
-        out.append("")
-        i = dollar + 1 + used
-
-    def expand(match: re.Match[str]) -> str:
-        pieces = list(out)
-        for index, name in refs:
-            try:
-                pieces[index] = match.group(name) or ""
-            except IndexError:  # no such group: Go expands it to nothing
-                pieces[index] = ""
-        return "".join(pieces)
-
-    return expand
-
-
-def _reference(text: str) -> tuple[str | int, int] | None:
-    """The group a `$` reference names and how many characters it used."""
-    brace = text.startswith("{")
-    body = text[1:] if brace else text
-    length = 0
-    while length < len(body) and (body[length].isalnum() or body[length] == "_"):
-        length += 1
-    if length == 0:
-        return None
-    name = body[:length]
-    if brace:
-        if body[length:length + 1] != "}":
-            return None
-        used = length + 2
-    else:
-        used = length
-    if name.isascii() and name.isdigit() and not (name[0] == "0" and len(name) > 1) and len(name) <= 8:
-        return int(name), used
-    return name, used
-
-
 def _regexp_filter(operations: list[dict[str, Any]], limit: int | None) -> Callable[[str], str]:
     """Each operation's replacement in turn; `limit` caps the text's length (multi_regexp)."""
-    compiled = [(compile_regexp(op.get("regexp", "")), go_template(op.get("value", ""))) for op in operations]
+    compiled = [(compile_regexp(op.get("regexp", "")), functools.partial(expand, go_template(op.get("value", ""))))
+                for op in operations]
 
     def replace(text: str) -> str:
         text = text[:limit] if limit else text
-        for pattern, expand in compiled:
-            text = pattern.sub(expand, text)
+        for pattern, expand_match in compiled:
+            text = pattern.sub(expand_match, text)
             text = text[:limit] if limit else text
         return text
 

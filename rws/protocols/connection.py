@@ -259,7 +259,8 @@ class HttpConnection(asyncio.Protocol):
         if status in (204, 304) or 100 <= status < 200:
             headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "transfer-encoding")]
         elif length is not None:
-            if "content-length" not in names:
+            # as Go: a HEAD answer gets a computed length only if the handler wrote a body
+            if "content-length" not in names and (head.method != "HEAD" or length):
                 headers.append(("Content-Length", str(length)))
         elif "content-length" not in names and head.method != "HEAD":
             if head.version == "HTTP/1.1":

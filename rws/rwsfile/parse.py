@@ -144,11 +144,8 @@ def _entry(node: lark.Tree[lark.Token] | lark.Token, file: str) -> Entry:
 def _block(node: lark.Tree[lark.Token], file: str) -> tuple[Entry, ...]:
     entries = []
     for child in node.children:
-        if isinstance(child, lark.Tree):
-            inner = child.children[0] if child.data == "line" else child
-            if child.data == "last":
-                inner = lark.Tree("item", child.children, child.meta)
-            entries.append(_entry(inner, file))
+        if isinstance(child, lark.Tree):  # a `line` or the `last` item: both wrap one item
+            entries.append(_entry(child.children[0], file))
     return tuple(entries)
 
 

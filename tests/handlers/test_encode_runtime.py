@@ -21,8 +21,8 @@ import zstandard
 
 from rws.config.decode import Module, decode_module
 from rws.errors import HttpError
-from rws.handlers.encode_runtime import Encode, accepted_encodings
-from rws.http.message import FileBody, Headers, Request, Response
+from rws.handlers.encode_runtime import Encode
+from rws.http.message import FileBody, Headers, Request, Response, accepted_encodings
 from rws.http.routes import BuildContext
 from rws.http.sniff import detect_content_type
 

@@ -6,7 +6,8 @@ import pytest
 
 from rws.config.decode import decode
 from rws.errors import ConfigError
-from rws.handlers.headers import HeadersConfig, canonical_header_key
+from rws.handlers.headers import HeadersConfig
+from rws.http.message import canonical_header_key
 
 
 @pytest.mark.parametrize("text", [

@@ -109,7 +109,8 @@ def test_expect_100_continue_is_answered_before_the_final_response(server: Any) 
         (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost x\r\n\r\n", 400),
         (b"G@T / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-        (b"GET / HTTP/9.9\r\nHost: x\r\n\r\n", 400),
+        (b"GET / HTTP/1.9\r\nHost: x\r\n\r\n", 400),
+        (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
     ],
 )
 @pytest.mark.parametrize("parser", PARSERS)

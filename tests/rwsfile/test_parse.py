@@ -248,3 +248,8 @@ def test_importing_a_directory_is_an_error(tmp_path) -> None:  # type: ignore[no
 def test_glob_with_two_wildcards_is_an_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(RwsfileError, match="only contain one wildcard"):
         load_text("import */*.conf\n", str(tmp_path / "Rwsfile"), {})
+
+
+def test_a_last_line_may_end_with_the_closing_brace() -> None:
+    doc = load_text(':80 {\n\trespond "x" }\n', "Rwsfile", {})
+    assert [[t.text for t in e.tokens] for e in doc.blocks[0].entries] == [["respond", "x"]]

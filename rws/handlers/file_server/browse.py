@@ -32,11 +32,11 @@ from rws.handlers.file_server.content import Unavailable, text_response
 from rws.handlers.file_server.listing_page import human_size, render_page
 from rws.handlers.file_server.paths import clean_path, path_base
 from rws.handlers.file_server.redirects import redirect
-from rws.http.message import Next, Request, Response, decode_path
+from rws.http.message import Next, Request, Response
+from rws.http.uri import decode_path, escaped_path
 
 DEFAULT_FILE_LIMIT = 10000
 _URL_SAFE = "$&+,/:;=@"  # Go's path escaping keeps these (and letters, digits, "-_.~")
-_ENCODED_PATH = re.compile(r"(?:[A-Za-z0-9\-._~$&+,/:;=@!'()*\[\]]|%[0-9A-Fa-f]{2})*")
 
 # Go's os.FileMode bits
 _MODE_DIR, _MODE_SYMLINK, _MODE_DEVICE, _MODE_PIPE = 1 << 31, 1 << 27, 1 << 26, 1 << 25
@@ -111,7 +111,7 @@ class Browser:
         if request.path == "" or path_base(original) == path_base(request.path):
             if not original.endswith("/"):  # relative links in the page need the slash
                 return redirect(request, original + "/")
-        url_path = clean_path(escaped_path(request))
+        url_path = clean_path(escaped_path(request.raw_path, request.path))
         try:
             listing = await asyncio.to_thread(self._load, dir_path, url_path, hide)
         except _OpenFailed as exc:
@@ -281,14 +281,6 @@ def _cookie(request: Request, name: str) -> str:
 def display_name(name: str) -> str:
     """A file name as text: bytes that aren't UTF-8 become U+FFFD, as in Go."""
     return os.fsencode(name).decode("utf-8", "replace")
-
-
-def escaped_path(request: Request) -> str:
-    """Go's URL.EscapedPath: the path as sent when it is a valid encoding, else re-escaped."""
-    raw = request.raw_path
-    if _ENCODED_PATH.fullmatch(raw) and decode_path(raw) == request.path:
-        return raw
-    return quote(request.path, safe=_URL_SAFE)
 
 
 def go_file_mode(st_mode: int) -> int:

@@ -35,10 +35,10 @@ from rws.handlers.file_server.config import FileServerConfig
 from rws.handlers.file_server.content import Unavailable, serve_content
 from rws.handlers.file_server.media_types import type_by_extension
 from rws.handlers.file_server.paths import fast_abs, file_hidden, go_ext, sanitized_path_join
-from rws.handlers.file_server.precompressed import Precompressed, accepted_encodings
+from rws.handlers.file_server.precompressed import Precompressed
 from rws.handlers.file_server.redirects import canonical_redirect
 from rws.handlers.static_response import go_atoi
-from rws.http.message import Next, Request, Response
+from rws.http.message import Next, Request, Response, accepted_encodings
 from rws.http.placeholders import Template, compile_template, lookup, to_string
 from rws.http.routes import BuildContext
 
@@ -205,7 +205,9 @@ class FileServer:
         `Content-Encoding` set; None when there is none."""
         if not self._precompressors:
             return None
-        for encoding in accepted_encodings(request, self._order):
+        headers = request.headers
+        websocket = bool(headers.get("Sec-WebSocket-Key"))
+        for encoding in accepted_encodings(headers.get("Accept-Encoding") or "", self._order, websocket):
             sidecar_format = self._precompressors.get(encoding)
             if sidecar_format is None:
                 continue

@@ -12,7 +12,8 @@ from urllib.parse import quote
 
 from rws.handlers.file_server.content import text_response
 from rws.handlers.file_server.paths import clean_path, path_base
-from rws.http.message import Request, Response, decode_path
+from rws.http.message import Request, Response
+from rws.http.uri import decode_path
 
 _LOCATION_SAFE = "/:@!$&'()*+,;=~"
 
@@ -48,6 +49,8 @@ def redirect(request: Request, to_path: str) -> Response:
     if had_type or request.method not in ("GET", "HEAD"):
         return Response(308, headers)
     headers.set("Content-Type", "text/html; charset=utf-8")
+    if request.method == "HEAD":  # as Go: the type for GET and HEAD, a body for GET only
+        return Response(308, headers)
     body = f'<a href="{_html_escape(location)}">Permanent Redirect</a>.\n\n'.encode()
     return text_response(request, 308, headers, body)
 

@@ -23,11 +23,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from rws.handlers.headers import canonical_header_key, parse_response_matcher
+from rws.handlers.headers import parse_response_matcher
 from rws.handlers.reverse_proxy.dial_addresses import AddressError, parse_upstream
 from rws.handlers.reverse_proxy.module_directives import one_arg
 from rws.handlers.reverse_proxy.subdirectives import SUBDIRECTIVES
 from rws.handlers.static_response import go_atoi, status_code_problem, weak_string
+from rws.http.message import canonical_header_key
 from rws.rwsfile.directives import Helper
 from rws.rwsfile.dispenser import Dispenser
 

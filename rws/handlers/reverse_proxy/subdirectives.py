@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rws.config.values import parse_size
-from rws.handlers.headers import canonical_header_key
 from rws.handlers.reverse_proxy.dial_addresses import AddressError, split_host_port
 from rws.handlers.reverse_proxy.module_directives import (
     POLICY_NAMESPACE,
@@ -26,6 +25,7 @@ from rws.handlers.reverse_proxy.module_directives import (
 )
 from rws.handlers.static_response import go_atoi, status_code_problem, weak_string
 from rws.http.matchers.ip import PRIVATE_RANGES, range_problem
+from rws.http.message import canonical_header_key
 from rws.rwsfile.directives import parse_matcher_lines
 from rws.rwsfile.dispenser import Dispenser
 from rws.rwsfile.parse import Entry, Token

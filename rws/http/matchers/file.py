@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from rws.errors import ConfigError, HttpError
-from rws.http.matchers.pattern import glob_escape, glob_match, glob_regex, go_clean, has_meta
+from rws.http.matchers.pattern import glob_escape, glob_match, glob_regex, has_meta
 from rws.http.message import Request
 from rws.http.placeholders import compile_template
+from rws.http.uri import go_clean
 from rws.registry import ModuleSpec
 from rws.rwsfile.directives import MatcherContext
 from rws.rwsfile.dispenser import Dispenser

@@ -18,33 +18,11 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from rws.http.matchers.path import Regexp, RegexpConfig, refuse_block, regexp_json
-from rws.http.message import Request
+from rws.http.message import Request, canonical_header_key
 from rws.http.placeholders import Template, compile_template
 from rws.registry import ModuleSpec
 from rws.rwsfile.directives import MatcherContext
 from rws.rwsfile.dispenser import Dispenser
-
-_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
-
-
-def canonical_header_key(name: str) -> str:
-    """Go's textproto.CanonicalMIMEHeaderKey: `content-type` -> `Content-Type`.
-
-    A name holding any byte that is not a token character is returned unchanged.
-    """
-    if any(c not in _TOKEN_CHARS for c in name):
-        return name
-    out = []
-    upper = True
-    for c in name:
-        if upper and "a" <= c <= "z":
-            c = c.upper()
-        elif not upper and "A" <= c <= "Z":
-            c = c.lower()
-        out.append(c)
-        upper = c == "-"
-    return "".join(out)
-
 
 # --- header --------------------------------------------------------------------------------
 

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from rws.errors import ConfigError
-from rws.http.matchers.pattern import clean_path, glob_match, glob_regex
+from rws.http.matchers.pattern import glob_match, glob_regex
 from rws.http.message import Request
 from rws.http.placeholders import Template, compile_template
 from rws.http.regexp import compile_regexp
 from rws.http.regexp import regexp_problem as go_regexp_problem
+from rws.http.uri import clean_path, path_unescape_bytes
 from rws.registry import ModuleSpec
 from rws.rwsfile.directives import MatcherContext
 from rws.rwsfile.dispenser import Dispenser
@@ -141,25 +142,6 @@ class Regexp:
 # --- path runtime --------------------------------------------------------------------------
 
 
-def _escaped_unquote(raw: bytes) -> bytes | None:
-    """Go's url.PathUnescape on bytes; None for a malformed escape."""
-    if b"%" not in raw:
-        return raw
-    out = bytearray()
-    i = 0
-    while i < len(raw):
-        if raw[i] == 0x25:
-            pair = raw[i + 1:i + 3]
-            if len(pair) < 2 or not all(c in b"0123456789abcdefABCDEF" for c in pair):
-                return None
-            out.append(int(pair, 16))
-            i += 3
-        else:
-            out.append(raw[i])
-            i += 1
-    return bytes(out)
-
-
 def _escaped_subject(escaped_path: str, pattern: str) -> str | None:
     """The text Caddy compares a `%` pattern with: the path decoded, except where the pattern
     asks for escaped bytes (`%2f` stays `%2f`; `%*` spans stay escaped). None: no match."""
@@ -171,7 +153,7 @@ def _escaped_subject(escaped_path: str, pattern: str) -> str | None:
         path_ch, escaped_ch = path[ip:ip + 1], b""
         if path_ch == b"%" and len(path) >= ip + 3:
             escaped_ch = path[ip:ip + 3]
-            decoded = _escaped_unquote(escaped_ch)
+            decoded = path_unescape_bytes(escaped_ch)
             if decoded is None:
                 return None
             path_ch = decoded
@@ -195,7 +177,7 @@ def _escaped_subject(escaped_path: str, pattern: str) -> str | None:
                     return None
             span: bytes | None = remaining[:until]
             if normalize and span:
-                span = _escaped_unquote(span)
+                span = path_unescape_bytes(span)
                 if span is None:
                     return None
             out += span or b""
@@ -206,7 +188,7 @@ def _escaped_subject(escaped_path: str, pattern: str) -> str | None:
         iq += 1
     if ip < len(path):
         rest = path[ip:]
-        out += _escaped_unquote(rest) or rest
+        out += path_unescape_bytes(rest) or rest
     return out.decode("utf-8", "surrogateescape").lower()
 
 

@@ -1,7 +1,7 @@
-"""Go's path rules, which Caddy's path and file matchers are written in terms of.
+"""Go's path.Match, which Caddy's path and file matchers are written in terms of.
 
-- `go_clean` is Go's `path.Clean`; `clean_path` is Caddy's `CleanPath`, which keeps a
-  trailing slash and can keep repeated slashes.
+(Path cleaning, Go's `path.Clean` and Caddy's `CleanPath`, is in `rws/http/uri.py`.)
+
 - `glob_match` is Go's `path.Match`: `*` is any run of characters other than `/`, `?` one
   such character, `[a-z]` / `[^a-z]` a class, `\\x` a literal `x`. A malformed pattern
   never matches. Patterns compile once to a regular expression that follows Go's
@@ -13,55 +13,6 @@ from __future__ import annotations
 
 import functools
 import re
-
-# Stands for an empty segment while cleaning; a lone surrogate cannot come from a request.
-_EMPTY_SEGMENT = "\udbff"
-
-
-def go_clean(path: str) -> str:
-    """Go's path.Clean: resolve `.` and `..`, merge slashes, drop a trailing slash."""
-    if not path:
-        return "."
-    rooted = path[0] == "/"
-    out: list[str] = []
-    for segment in path.split("/"):
-        if segment == "" or segment == ".":
-            continue
-        if segment == "..":
-            if out and out[-1] != "..":
-                out.pop()
-            elif not rooted:
-                out.append("..")
-            continue
-        out.append(segment)
-    text = "/".join(out)
-    if rooted:
-        return "/" + text
-    return text or "."
-
-
-def _clean_keeping_slash(path: str) -> str:
-    cleaned = go_clean(path)
-    if cleaned != "/" and path.endswith("/"):
-        return cleaned + "/"
-    return cleaned
-
-
-def clean_path(path: str, merge_slashes: bool = True) -> str:
-    """Caddy's CleanPath: Go's Clean, but a trailing slash stays, and repeated slashes stay
-    unless `merge_slashes` (a `..` then removes one empty segment, as in Caddy)."""
-    if path.startswith("/") and "//" not in path and "/." not in path:
-        return path  # already clean: the usual case
-    if merge_slashes or "//" not in path:
-        return _clean_keeping_slash(path)
-    segments = path.split("/")
-    for i in range(1, len(segments) - 1):
-        if segments[i] == "":
-            segments[i] = _EMPTY_SEGMENT
-    return _clean_keeping_slash("/".join(segments)).replace(_EMPTY_SEGMENT, "")
-
-
-# --- Go's path.Match --------------------------------------------------------------------------
 
 
 class BadPattern(ValueError):

@@ -15,7 +15,7 @@ from typing import Any
 from rws.http.matchers.path import refuse_block
 from rws.http.message import Request
 from rws.http.placeholders import compile_template
-from rws.http.request_placeholders import query_values
+from rws.http.uri import query_values
 from rws.registry import ModuleSpec
 from rws.rwsfile.directives import MatcherContext
 from rws.rwsfile.dispenser import Dispenser

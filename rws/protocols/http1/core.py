@@ -8,8 +8,10 @@ request smuggling, and the serialisation of responses.
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
+from rws.protocols.status import status_text
 from rws.protocols.events import BodyReceived, Event, ProtocolError, RequestReceived, StreamEnded
 
 DEFAULT_MAX_HEADER_BYTES = 1024 * 1024
@@ -85,6 +87,8 @@ class Http1Core:
     def head(self, method: str, target: bytes, version: str, headers: list[tuple[bytes, bytes]],
              keep_alive: bool, upgrade: bool) -> None:
         if version not in ("HTTP/1.1", "HTTP/1.0"):
+            if version[5:6].isdigit() and version[5] != "0" and version[5] != "1":
+                raise ParseFailure(505, f"unsupported HTTP version {version!r}")
             raise ParseFailure(400, f"unsupported HTTP version {version!r}")
         size = len(target) + sum(len(k) + len(v) + 4 for k, v in headers)
         if len(target) > MAX_TARGET_BYTES:
@@ -167,12 +171,7 @@ _REASONS: dict[int, bytes] = {}
 def status_line(status: int, version: str = "HTTP/1.1") -> bytes:
     reason = _REASONS.get(status)
     if reason is None:
-        from http import HTTPStatus
-
-        try:
-            phrase = HTTPStatus(status).phrase
-        except ValueError:
-            phrase = "status code %d" % status
+        phrase = status_text(status) or "status code %d" % status
         reason = _REASONS[status] = phrase.encode("latin-1")
     return b"%s %d %s\r\n" % (version.encode("ascii"), status, reason)
 
@@ -181,6 +180,11 @@ def response_head(status: int, headers: list[tuple[str, str]]) -> bytes:
     """The status line and header block of an HTTP/1.1 response."""
     parts = [_STATUS_TEXT.get(status) or status_line(status).decode("latin-1")]
     for name, value in headers:
+        if name not in _VALID_NAMES:
+            if not _TOKEN.fullmatch(name):
+                continue  # not a field name (e.g. "X-Colon:"): dropped, as Go does
+            if len(_VALID_NAMES) < 4096:
+                _VALID_NAMES.add(name)
         if "\r" in value or "\n" in value or "\x00" in value:
             value = value.replace("\r", " ").replace("\n", " ").replace("\x00", " ")
         parts.append(f"{name}: {value}\r\n")
@@ -188,6 +192,8 @@ def response_head(status: int, headers: list[tuple[str, str]]) -> bytes:
     return "".join(parts).encode("latin-1", "replace")
 
 
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_VALID_NAMES: set[str] = set()  # names seen valid (bounded by the names configs and handlers use)
 _STATUS_TEXT = {code: status_line(code).decode("latin-1") for code in (200, 204, 206, 301, 302, 304, 308, 400, 401,
                                                                        403, 404, 405, 412, 416, 500, 502, 503, 504)}
 

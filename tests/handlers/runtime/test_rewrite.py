@@ -7,9 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
-from rws.handlers.rewrite import clean_path, encode_query, escape_path, go_template, parse_query, replace_all
 from rws.http.message import Request
-from rws.http.regexp import compile_regexp
+from rws.http.regexp import compile_regexp, go_template, replace_all
+from rws.http.uri import clean_path, encode_query, escape_path, parse_query
 
 from .conftest import Seen, build, request, run
 
