@@ -202,7 +202,7 @@ class Request:
         "method", "target", "raw_path", "path", "query", "version", "headers", "host", "port",
         "scheme", "remote_ip", "remote_port", "local_ip", "local_port", "body", "vars",
         "values", "response_headers", "orig_method", "orig_target", "orig_raw_path", "orig_query",
-        "error", "start_time", "server_name", "tls", "content_length", "chunked",
+        "error", "start_time", "server_name", "tls", "content_length", "chunked", "authority",
     )
 
     def __init__(self, method: str, target: str, headers: Headers, *, version: str = "HTTP/1.1",
@@ -220,7 +220,8 @@ class Request:
         self.query = query  # raw query, without '?'
         self.version = version
         self.headers = headers
-        self.host, self.port = split_host(authority or headers.get("Host") or "")
+        self.authority = authority or headers.get("Host") or ""  # host[:port] the request is for
+        self.host, self.port = split_host(self.authority)
         self.scheme = scheme
         self.remote_ip, self.remote_port = remote
         self.local_ip, self.local_port = local
@@ -254,7 +255,7 @@ class Request:
 
     @property
     def hostport(self) -> str:
-        return self.headers.get("Host") or ""
+        return self.authority
 
 
 def split_host(hostport: str) -> tuple[str, str]:

@@ -415,17 +415,15 @@ CASES += [
     r("*", "OPTIONS", raw=f"OPTIONS * HTTP/1.1\r\nHost: x\r\n{CLOSE}".encode()),
     r("/close", raw=b"GET /close HTTP/1.1\r\nHost: x\r\n\r\n", label="server closes"),
     r("/placeholders", raw=f"GET http://abs.test/placeholders?q=1 HTTP/1.1\r\nHost: other.test\r\n{CLOSE}".encode(),
-      label="absolute-form target",
-      bug="rws bug: for an absolute-form request target (`GET http://abs.test/… HTTP/1.1` with `Host: other.test`) "
-          "Caddy (Go) takes the host from the target ({host} = abs.test, RFC 9112 3.2.2); rws uses the Host header"),
+      label="absolute-form target"),
     r("/plain", raw=f"GET /plain HTTP/1.1\r\nHost: a b\r\n{CLOSE}".encode(), status_only=True, label="bad Host"),
     r("/plain", raw=f"GET /plain HTTP/2.0\r\nHost: x\r\n{CLOSE}".encode(), status_only=True, label="HTTP/2.0 line"),
     r("/plain", "get", raw=f"get /plain HTTP/1.1\r\nHost: x\r\n{CLOSE}".encode(), label="lower-case method",
       bug="rws bug: the method `get` (a valid, case-sensitive token) is rejected with 400; Caddy serves it (200)"),
     r("/plain", "POST", raw=("POST /plain HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
                              f"Transfer-Encoding: chunked\r\n{CLOSE}0\r\n\r\n").encode(), label="CL and TE",
-      bug="rws difference (perhaps deliberate hardening): Content-Length together with Transfer-Encoding: chunked "
-          "is rejected with 400; Caddy (Go) lets chunked win and answers 200"),
+      bug="deliberate: Content-Length together with Transfer-Encoding is refused with 400 and the connection closed "
+          "(request smuggling); Caddy (Go) lets chunked win and answers 200"),
 ]
 
 # redir -----------------------------------------------------------------------------
