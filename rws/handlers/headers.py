@@ -457,7 +457,7 @@ class HeadersHandler:
         if len(hosts) > 1:
             headers.set("Host", hostport)  # the last Host wins, as the request's host
         host, port = split_host(hostport)
-        return request.with_changes(headers=headers, host=host, port=port)
+        return request.with_changes(headers=headers, host=host, port=port, authority=hostport)
 
 
 def build_headers(config: HeadersConfig, ctx: BuildContext) -> HeadersHandler:
