@@ -130,7 +130,7 @@ def test_start_reload_stop(tmp_path: Path, env: dict[str, str]) -> None:
     try:
         config = json.loads(rws(["adapt"], tmp_path, env).stdout)
         assert config["admin"]["listen"] == admin
-        port = _wait_port_of(pid, admin)
+        port = _wait_port_of(tmp_path / "err")
         assert httpx.get(f"http://127.0.0.1:{port}/").text == "first"
         site(tmp_path, "second", admin=admin)
         reloaded = rws(["reload", "--config", "Rwsfile"], tmp_path, env)
@@ -143,30 +143,19 @@ def test_start_reload_stop(tmp_path: Path, env: dict[str, str]) -> None:
         _kill(pid)
 
 
-def _wait_port_of(pid: int, admin: str) -> int:
-    """The HTTP port of an instance started in the background: ask the OS which loopback
-    port that process listens on."""
-    import http.client
-
-    class Conn(http.client.HTTPConnection):
-        def connect(self) -> None:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.connect(admin.split("/", 1)[1])
-
+def _wait_port_of(log: Path) -> int:
+    """The HTTP port of an instance started in the background, from its log (stderr)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        try:
-            conn = Conn("localhost")
-            conn.request("GET", "/config/apps/http/servers/srv0/listen", headers={"Host": ""})
-            conn.getresponse().read()
-            break
-        except OSError:
-            time.sleep(0.05)
-    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        if f"pid={pid}," in line and "127.0.0.1:" in line:
-            return int(line.split()[3].rsplit(":", 1)[1])
-    raise AssertionError(out)
+        for line in log.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("msg") == "listener bound" and not record["address"].startswith("unix"):
+                return int(record["bound"][1])
+        time.sleep(0.05)
+    raise AssertionError(log.read_text())
 
 
 def _wait_gone(pid: int) -> None:
