@@ -283,3 +283,86 @@ def test_a_second_signal_forces_the_stop(tmp_path: Path, running: Any) -> None:
         process.wait_for("shutting down")
         process.proc.send_signal(signal.SIGINT)
         assert process.proc.wait(30) == 2
+
+
+def test_ten_sighup_reloads_under_load_lose_no_request(tmp_path: Path, running: Any) -> None:
+    site(tmp_path, "v0")
+    process = running(["run", "--config", "Rwsfile"])
+    url = f"http://127.0.0.1:{process.port()}/"
+    failures: list[str] = []
+    served = [0]
+    stop = threading.Event()
+
+    def loop() -> None:
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set():
+                try:
+                    response = client.get(url)
+                    if response.status_code != 200:
+                        failures.append(str(response.status_code))
+                    served[0] += 1
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+
+    clients = [threading.Thread(target=loop, daemon=True) for _ in range(4)]
+    for client in clients:
+        client.start()
+    try:
+        for i in range(1, 11):
+            site(tmp_path, f"v{i}")
+            before = served[0]
+            process.proc.send_signal(signal.SIGHUP)
+            process.wait_for("config applied", count=i + 1)
+            deadline = time.monotonic() + 10
+            while served[0] < before + 20 and time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(30)
+    assert failures == []
+    assert httpx.get(url).text == "v10"
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_ten_thousand_idle_connections_stay_cheap(tmp_path: Path, running: Any) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 10_000
+    if hard != resource.RLIM_INFINITY and hard < 2 * wanted + 200:
+        wanted = max(1000, (hard - 200) // 2)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * wanted + 200)), hard))
+    try:
+        site(tmp_path, "idle")
+        process = running(["run", "--config", "Rwsfile"])
+        port = process.port()
+        assert httpx.get(f"http://127.0.0.1:{port}/").text == "idle"
+        before = _rss_kib(process.proc.pid)
+        socks = []
+        try:
+            for _ in range(wanted):
+                socks.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+            # every connection is accepted and idle: a request on the last one still works
+            last = socks[-1]
+            last.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            data = b""
+            while not data.endswith(b"idle"):
+                chunk = last.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            assert data.endswith(b"idle")
+            grown_kib = _rss_kib(process.proc.pid) - before
+            assert grown_kib < wanted * 15  # under 15 KiB per idle connection (150 MB for 10,000)
+        finally:
+            for s in socks:
+                s.close()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
