@@ -22,17 +22,17 @@ from rws.errors import AdminError
 
 Row = tuple[str, str, JSON, JSON, int | None]  # method, path, value, whole tree after, error status
 
-CADDY_ROWS: list[Row] = [  # admin_test.go's own table, row for row
-    ("POST", "", {"foo": "bar", "list": ["a", "b", "c"]}, {"foo": "bar", "list": ["a", "b", "c"]}, None),
-    ("POST", "foo", "jet", {"foo": "jet", "list": ["a", "b", "c"]}, None),
-    ("POST", "bar", {"aa": "bb", "qq": "zz"}, {"foo": "jet", "bar": {"aa": "bb", "qq": "zz"}, "list": ["a", "b", "c"]}, None),
-    ("DELETE", "bar/qq", None, {"foo": "jet", "bar": {"aa": "bb"}, "list": ["a", "b", "c"]}, None),
-    ("DELETE", "bar/qq", None, {"foo": "jet", "bar": {"aa": "bb"}, "list": ["a", "b", "c"]}, 404),
-    ("POST", "list", "e", {"foo": "jet", "bar": {"aa": "bb"}, "list": ["a", "b", "c", "e"]}, None),
-    ("PUT", "list/3", "d", {"foo": "jet", "bar": {"aa": "bb"}, "list": ["a", "b", "c", "d", "e"]}, None),
-    ("DELETE", "list/3", None, {"foo": "jet", "bar": {"aa": "bb"}, "list": ["a", "b", "c", "e"]}, None),
-    ("PATCH", "list/3", "d", {"foo": "jet", "bar": {"aa": "bb"}, "list": ["a", "b", "c", "d"]}, None),
-    ("POST", "list/...", ["e", "f", "g"], {"foo": "jet", "bar": {"aa": "bb"}, "list": ["a", "b", "c", "d", "e", "f", "g"]}, None),
+CADDY_ROWS: list[Row] = [  # the sequence of admin_test.go's table, with our own keys and values
+    ("POST", "", {"name": "site", "hosts": ["h1", "h2", "h3"]}, {"name": "site", "hosts": ["h1", "h2", "h3"]}, None),
+    ("POST", "name", "edge", {"name": "edge", "hosts": ["h1", "h2", "h3"]}, None),
+    ("POST", "site", {"port": "8080", "mode": "fast"}, {"name": "edge", "site": {"port": "8080", "mode": "fast"}, "hosts": ["h1", "h2", "h3"]}, None),
+    ("DELETE", "site/mode", None, {"name": "edge", "site": {"port": "8080"}, "hosts": ["h1", "h2", "h3"]}, None),
+    ("DELETE", "site/mode", None, {"name": "edge", "site": {"port": "8080"}, "hosts": ["h1", "h2", "h3"]}, 404),
+    ("POST", "hosts", "h5", {"name": "edge", "site": {"port": "8080"}, "hosts": ["h1", "h2", "h3", "h5"]}, None),
+    ("PUT", "hosts/3", "h4", {"name": "edge", "site": {"port": "8080"}, "hosts": ["h1", "h2", "h3", "h4", "h5"]}, None),
+    ("DELETE", "hosts/3", None, {"name": "edge", "site": {"port": "8080"}, "hosts": ["h1", "h2", "h3", "h5"]}, None),
+    ("PATCH", "hosts/3", "h4", {"name": "edge", "site": {"port": "8080"}, "hosts": ["h1", "h2", "h3", "h4"]}, None),
+    ("POST", "hosts/...", ["h6", "h7", "h8"], {"name": "edge", "site": {"port": "8080"}, "hosts": ["h1", "h2", "h3", "h4", "h6", "h7", "h8"]}, None),
 ]
 
 OBJECT_ROWS: list[Row] = [  # starting from {"nul": None, "list": ["a", "b"]}
