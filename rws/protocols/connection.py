@@ -271,7 +271,9 @@ class HttpConnection(asyncio.Protocol):
         if "date" not in names:
             headers.append(("Date", _http_date()))
         if not keep:
-            headers = [(k, v) for k, v in headers if k.lower() != "connection"] + [("Connection", "close")]
+            headers = [(k, v) for k, v in headers if k.lower() != "connection"]
+            if head.version != "HTTP/1.0" or head.keep_alive:  # an HTTP/1.0 client expects the close
+                headers.append(("Connection", "close"))
         elif head.version == "HTTP/1.0":
             headers.append(("Connection", "keep-alive"))
         if self.timeouts.write:

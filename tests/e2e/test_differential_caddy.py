@@ -405,9 +405,7 @@ CASES += [
 CLOSE = "Connection: close\r\n\r\n"
 CASES += [
     r("/plain", raw=b"GET /plain HTTP/1.0\r\n\r\n", label="HTTP/1.0 without Host", skip_headers=("Connection",)),
-    r("/plain", raw=b"GET /plain HTTP/1.0\r\n\r\n", label="HTTP/1.0 Connection header",
-      bug="rws bug (harmless): answers to HTTP/1.0 requests without keep-alive carry `Connection: close`; "
-          "Caddy (Go) sends no Connection header and just closes"),
+    r("/plain", raw=b"GET /plain HTTP/1.0\r\n\r\n", label="HTTP/1.0 Connection header"),
     r("/plain", raw=f"GET /plain HTTP/1.1\r\n{CLOSE}".encode(), status_only=True, label="no Host"),
     r("/plain", raw=f"GET /plain HTTP/1.1\r\nHost: x\r\nHost: y\r\n{CLOSE}".encode(), status_only=True,
       label="two Hosts"),
