@@ -30,3 +30,21 @@ def test_rws_passes_mypy_strict() -> None:
     result = subprocess.run([sys.executable, "-m", "mypy", "--strict", "rws"], cwd=ROOT,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_every_runtime_builder_named_by_a_module_exists() -> None:
+    import importlib
+
+    for spec in registry.all_specs():
+        if spec.runtime is None:
+            continue
+        path, _, attr = spec.runtime.partition(":")
+        assert callable(getattr(importlib.import_module(path), attr)), spec.runtime
+
+
+def test_the_server_modules_of_this_build_can_all_run() -> None:
+    runnable = {spec.id for spec in registry.all_specs() if spec.runtime}
+    for module_id in ("http.handlers.static_response", "http.handlers.file_server", "http.handlers.subroute",
+                      "http.handlers.headers", "http.handlers.rewrite", "http.handlers.encode",
+                      "http.handlers.authentication", "http.matchers.path", "http.matchers.host"):
+        assert module_id in runnable
