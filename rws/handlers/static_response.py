@@ -298,7 +298,9 @@ class StaticResponse:
         if status is None:
             status = request.error.status if request.error is not None and request.error.status > 0 else 200
         if status == 103:
-            # Early hints are not the final response; the headers stay for the one that is.
+            # Early hints go out at once; the final response comes from the next handlers.
+            if request.informational is not None:
+                request.informational(103, headers.items())
             return await next(request)
         return Response(status, headers, data, close=self.close)
 

@@ -202,7 +202,7 @@ class Request:
         "method", "target", "raw_path", "path", "query", "version", "headers", "host", "port",
         "scheme", "remote_ip", "remote_port", "local_ip", "local_port", "body", "vars",
         "values", "response_headers", "orig_method", "orig_target", "orig_raw_path", "orig_query",
-        "error", "start_time", "server_name", "tls", "content_length", "chunked", "authority",
+        "error", "start_time", "server_name", "tls", "content_length", "chunked", "authority", "informational",
     )
 
     def __init__(self, method: str, target: str, headers: Headers, *, version: str = "HTTP/1.1",
@@ -239,6 +239,8 @@ class Request:
         self.tls: Any = None
         self.content_length: int | None = None
         self.chunked = False
+        # sends a 1xx response (status, headers) before the final one; set by the server
+        self.informational: Callable[[int, list[tuple[str, str]]], None] | None = None
 
     def with_changes(self, **changes: Any) -> Request:
         """A shallow copy with some fields replaced (vars, values, response headers shared)."""

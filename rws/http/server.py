@@ -78,6 +78,7 @@ class HttpServer:
         request.response_headers = Headers([("Server", SERVER_HEADER)])
         request.vars["client_ip"] = self.client_ip.of(request)
         conn.exchange = request
+        request.informational = conn.send_informational
         labels = self.labels
         REQUESTS_IN_FLIGHT.add(labels, 1.0)
         try:

@@ -65,6 +65,7 @@ class HttpConnection(asyncio.Protocol):
         self.stop_after_current = False
         self.head_timer = False  # the read_header timer runs for the head being received
         self.exchange: Any = None  # the app's state for the exchange in flight
+        self.exchange_version = "HTTP/1.1"
 
     # --- asyncio.Protocol ------------------------------------------------------------------
 
@@ -181,6 +182,11 @@ class HttpConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.write(CONTINUE)
 
+    def send_informational(self, status: int, headers: list[tuple[str, str]]) -> None:
+        """A 1xx response (103 Early Hints) ahead of the final one, on HTTP/1.1 only."""
+        if self.transport is not None and self.exchange_version == "HTTP/1.1":
+            self.transport.write(response_head(status, headers))
+
     # --- exchanges ---------------------------------------------------------------------
 
     def _start_next(self) -> None:
@@ -199,6 +205,7 @@ class HttpConnection(asyncio.Protocol):
 
     async def _exchange(self, head: RequestReceived, body: BodyStream) -> None:
         keep = False
+        self.exchange_version = head.version
         try:
             response = await self.app.handle(head, body, self)
             if getattr(response, "abort", False):

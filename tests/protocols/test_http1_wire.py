@@ -187,3 +187,15 @@ def test_many_idle_connections_do_not_stop_service(server: Any) -> None:
 def test_invalid_percent_escape_in_the_path_is_400(server: Any) -> None:
     raw = exchange(server.port(), get("/a%zzb") + get())
     assert statuses(raw) == [400]
+
+
+def test_early_hints_are_sent_before_the_final_response(serve: Any) -> None:
+    site = (":80 {\n\troute {\n\t\theader Link \"</style.css>; rel=preload; as=style\"\n"
+            "\t\trespond 103\n\t\trespond \"final\"\n\t}\n}\n")
+    with serve(site) as running:
+        raw = exchange(running.port(), get(extra=b"Connection: close\r\n"))
+        assert statuses(raw) == [103, 200]
+        hints, final = raw.split(b"\r\n\r\n", 1)
+        assert b"Link: </style.css>; rel=preload; as=style" in hints
+        assert final.endswith(b"final")
+        assert b"Link: </style.css>" in final  # the final response keeps the headers too, as Caddy's
