@@ -97,22 +97,14 @@ class SinkLogConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CustomLogConfig:
-    """One named log: a writer, an encoder, a level and which loggers it takes."""
+class CustomLogConfig(SinkLogConfig):
+    """One named log: the sink's settings, plus which loggers it takes."""
 
-    writer: Writer | None = None
-    encoder: Encoder | None = None
-    core: Core | None = None
-    level: str = ""
-    sampling: SamplingConfig | None = None
-    with_caller: bool = False
-    with_caller_skip: int = 0
-    with_stacktrace: str = ""
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
 
     def validate(self, path: str) -> None:
-        _check_levels(self.level, self.with_stacktrace, path)
+        super(CustomLogConfig, self).validate(path)
         if not (self.include and self.exclude):
             return
         for allow in self.include:

@@ -151,7 +151,7 @@ class Template:
                 # Caddy keeps the "{" and scans again right after it, so a brace inside an
                 # unknown key may still open a known placeholder: finish with that scan.
                 out.append("{")
-                if not _replace_known(self.text, part[1], request, out, empty, transform):
+                if not _replace_known(self.text, part[1], lambda key: lookup(request, key), out, empty, transform):
                     return ""
                 break
             text = to_string(value)
@@ -220,7 +220,16 @@ def _placeholder_end(text: str, start: int) -> int:
     return end
 
 
-def _replace_known(text: str, start: int, request: Request, out: list[str], empty: str,
+def replace_known(text: str, resolve: Callable[[str], tuple[Any, bool]]) -> str:
+    """Caddy's ReplaceKnown with any source of values (`resolve(key) -> (value, found)`):
+    known placeholders replaced, unknown ones kept, `\\{` and `\\}` unescaped."""
+    if "{" not in text and "}" not in text:
+        return text
+    out: list[str] = []
+    return "".join(out) if _replace_known(text, 0, resolve, out, "", None) else ""
+
+
+def _replace_known(text: str, start: int, resolve: Callable[[str], tuple[Any, bool]], out: list[str], empty: str,
                    transform: Callable[[str], str] | None) -> bool:
     """Caddy's ReplaceKnown scan of `text` from `start`, appended to `out`; False when the
     text has too many unclosed braces (the whole result is then "")."""
@@ -242,7 +251,7 @@ def _replace_known(text: str, start: int, request: Request, out: list[str], empt
             unclosed += 1
             i += 1
             continue
-        value, found = lookup(request, text[i + 1:end])
+        value, found = resolve(text[i + 1:end])
         if not found:
             i += 1  # the "{" stays, written with the literal text that follows
             continue

@@ -267,45 +267,13 @@ def replace_args(text: str, args: list[str]) -> str:
     """Caddy's replacement of known placeholders in an imported token: `{args[N]}` and
     `{args.N}` become arguments, other placeholders stay, and `\\{` / `\\}` lose their
     backslash (as every imported token containing a brace does in Caddy)."""
-    if "{" not in text and "}" not in text:
-        return text
-    out: list[str] = []
-    last = i = 0
-    n = len(text)
-    while i < n:
-        if i > 0 and text[i - 1] == "\\" and text[i] in "{}":
-            out.append(text[last:i - 1])
-            last = i
-            i += 1
-            continue
-        if text[i] != "{":
-            i += 1
-            continue
-        end = text.find("}", i)
-        if end < 0:
-            i += 1
-            continue
-        while 0 < end < n - 1 and text[end - 1] == "\\":
-            following = text.find("}", end + 1)
-            if following < 0:
-                end = -1
-                break
-            end = following
-        if end < 0:
-            i += 1
-            continue
-        value = _arg_value(text[i + 1:end], args)
-        if value is None:
-            out.append(text[last:i])
-            last = i
-            i += 1
-            continue
-        out.append(text[last:i])
-        out.append(value)
-        last = end + 1
-        i = end + 1
-    out.append(text[last:])
-    return "".join(out)
+    from rws.http.placeholders import replace_known
+
+    def resolve(key: str) -> tuple[str | None, bool]:
+        value = _arg_value(key, args)
+        return value, value is not None
+
+    return replace_known(text, resolve)
 
 
 def _substitute(entry: Entry, args: list[str], blocks: dict[str, tuple[Entry, ...]], label: str) -> Entry:
