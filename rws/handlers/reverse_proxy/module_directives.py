@@ -162,16 +162,20 @@ def parse_header_hash(d: Dispenser) -> JSON:
     return _hash_policy(d, "field")
 
 
-def parse_cookie_hash(d: Dispenser) -> JSON:
-    """`cookie [<name> [<secret>]] { fallback <policy>; max_age <duration> }`: sticky sessions."""
+def _positional(d: Dispenser, *keys: str) -> JSON:
+    """Up to len(keys) optional arguments, each stored under its key (when not empty)."""
     args = d.remaining_args()
-    if len(args) > 2:
+    if len(args) > len(keys):
         raise d.arg_error()
     out: JSON = {}
-    if args:
-        set_nonzero(out, "name", args[0])
-    if len(args) == 2:
-        set_nonzero(out, "secret", args[1])
+    for key, value in zip(keys, args):
+        set_nonzero(out, key, value)
+    return out
+
+
+def parse_cookie_hash(d: Dispenser) -> JSON:
+    """`cookie [<name> [<secret>]] { fallback <policy>; max_age <duration> }`: sticky sessions."""
+    out = _positional(d, "name", "secret")
     for sub in d.block():
         if sub.name == "fallback":
             _fallback(sub, out)
@@ -217,14 +221,7 @@ def _once(sub: Dispenser, out: JSON, key: str, message: str) -> None:
 
 def parse_a_upstreams(d: Dispenser) -> JSON:
     """`a [<name> [<port>]] { name; port; refresh; resolvers; dial_timeout; dial_fallback_delay; versions }`"""
-    args = d.remaining_args()
-    if len(args) > 2:
-        raise d.arg_error()
-    out: JSON = {}
-    if args:
-        set_nonzero(out, "name", args[0])
-    if len(args) == 2:
-        set_nonzero(out, "port", args[1])
+    out = _positional(d, "name", "port")
     known = ("name", "port", "refresh", "resolvers", "dial_timeout", "dial_fallback_delay", "versions")
     for sub in d.block():
         if sub.name == "name":
@@ -247,12 +244,7 @@ def parse_a_upstreams(d: Dispenser) -> JSON:
 
 def parse_srv_upstreams(d: Dispenser) -> JSON:
     """`srv [<name>] { service; proto; name; refresh; resolvers; dial_timeout; dial_fallback_delay; grace_period }`"""
-    args = d.remaining_args()
-    if len(args) > 1:
-        raise d.arg_error()
-    out: JSON = {}
-    if args:
-        set_nonzero(out, "name", args[0])
+    out = _positional(d, "name")
     known = ("service", "proto", "name", "refresh", "resolvers", "dial_timeout", "dial_fallback_delay", "grace_period")
     for sub in d.block():
         if sub.name in ("service", "proto", "name"):
