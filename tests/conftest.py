@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import pytest
 
+from rws.errors import RwsfileError
 from rws.rwsfile.adapt import adapt_text
 from rws.runtime.runtime import Runtime
 
@@ -116,3 +117,18 @@ def serve() -> Iterator[Callable[[dict[str, Any] | str], Any]]:
     yield start
     for server in running:
         server.stop()
+
+
+@pytest.fixture
+def adapt_error() -> Callable[[str, int], RwsfileError]:
+    """`adapt_error(text, line)`: adapting `text` fails with an error at `Rwsfile:<line>: `."""
+
+    def run(text: str, line: int) -> RwsfileError:
+        with pytest.raises(RwsfileError) as info:
+            adapt_text(text, "Rwsfile")
+        err = info.value
+        assert (err.file, err.line) == ("Rwsfile", line), str(err)
+        assert str(err).startswith(f"Rwsfile:{line}: ")
+        return err
+
+    return run

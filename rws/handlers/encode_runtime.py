@@ -234,7 +234,7 @@ def _atoi(text: str | None) -> int | None:
     if not text:
         return None
     digits = text[1:] if text[0] in "+-" else text
-    return int(text) if digits.isascii() and digits.isdigit() else None
+    return int(text) if digits.isascii() and digits.isdecimal() else None
 
 
 def _read_head(body: FileBody) -> bytes:

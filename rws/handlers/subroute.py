@@ -85,13 +85,13 @@ def _parse_handle_errors(h: Helper) -> list[ConfigValue]:
         if len(value) != 3:
             raise d.error(f"bad status value '{value}'")
         if value.endswith("xx"):
-            if not value[0].isdigit():
+            if not value[0].isdecimal():
                 raise d.error(f"bad status value '{value}'")
             if expression:
                 expression += " || "
             expression += f"{{http.error.status_code}} >= {value[0]}00 && {{http.error.status_code}} <= {value[0]}99"
             continue
-        if not value.isdigit():
+        if not value.isdecimal():
             raise d.error(f"bad status value '{value}'")
         codes.append(value)
     if codes:

@@ -68,7 +68,7 @@ def _split_host_port(text: str) -> tuple[str, str] | None:
 
 
 def _port(text: str, which: str) -> int:
-    if not text.isdigit() or not text.isascii() or int(text) > 65535:
+    if not text.isdecimal() or not text.isascii() or int(text) > 65535:
         raise ValueError(f"invalid {which} port {text!r}")
     return int(text)
 

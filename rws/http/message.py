@@ -268,7 +268,7 @@ def split_host(hostport: str) -> tuple[str, str]:
             rest = hostport[end + 1:]
             return hostport[1:end], rest[1:] if rest.startswith(":") else ""
     host, sep, port = hostport.rpartition(":")
-    if sep and port.isdigit() and ":" not in host:
+    if sep and port.isdecimal() and ":" not in host:
         return host, port
     return hostport, ""
 

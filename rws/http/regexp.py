@@ -124,7 +124,7 @@ def _template_ref(text: str, start: int) -> tuple[TemplatePart, int] | None:
         if not text.startswith("}", i):
             return None
         i += 1
-    is_number = name.isascii() and name.isdigit() and (name == "0" or not name.startswith("0")) and len(name) <= 9
+    is_number = name.isascii() and name.isdecimal() and (name == "0" or not name.startswith("0")) and len(name) <= 9
     return (int(name) if is_number else (name,)), i
 
 

@@ -62,7 +62,7 @@ def path_ext(path: str) -> str:
 def _go_atoi(text: str) -> int | None:
     """Go's strconv.Atoi for the digits it accepts (an optional sign, then ASCII digits)."""
     digits = text[1:] if text[:1] in "+-" else text
-    if not digits or not digits.isascii() or not digits.isdigit():
+    if not digits or not digits.isascii() or not digits.isdecimal():
         return None
     return int(text)
 

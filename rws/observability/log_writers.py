@@ -293,7 +293,7 @@ def _daily_marks(roll_at: tuple[str, ...]) -> list[tuple[str, int, int]]:
     marks = []
     for text in roll_at:
         hh, sep, mm = text.strip().partition(":")
-        if sep and hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60:
+        if sep and hh.isdecimal() and mm.isdecimal() and int(hh) < 24 and int(mm) < 60:
             marks.append(("day", int(hh), int(mm)))
     return marks
 

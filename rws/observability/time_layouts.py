@@ -140,7 +140,7 @@ def _token_at(layout: str, i: int) -> tuple[str | None, int]:
         j = 1
         while j < len(rest) and rest[j] == rest[1]:
             j += 1
-        if j == len(rest) or not rest[j].isdigit():
+        if j == len(rest) or not rest[j].isdecimal():
             return rest[:j], j
     if rest.startswith("_2006"):
         return None, 1  # a literal "_" before the year, as Go reads it

@@ -63,9 +63,9 @@ def parse_address(text: str) -> Address:
         except AddressError:
             host, port = host_part, ""
     if port:
-        if port.startswith("-") and port[1:].isdigit():
+        if port.startswith("-") and port[1:].isdecimal():
             raise AddressError(f"port {port} is out of range")
-        if not port.isdigit():
+        if not port.isdecimal():
             raise AddressError(f"invalid port '{port}'")
         if int(port) > 65535:
             raise AddressError(f"port {int(port)} is out of range")

@@ -29,7 +29,7 @@ def _true(d: Dispenser, _existing: Any) -> Any:
 
 def _port(d: Dispenser, _existing: Any) -> Any:
     (value,) = d.args_exactly(1)
-    if not value.lstrip("+-").isdigit():
+    if not value.lstrip("+-").isdecimal():
         raise d.error(f"converting port '{value}' to integer value: invalid syntax")
     return int(value)
 
@@ -229,7 +229,7 @@ def _srv_timeouts(d: Dispenser, opts: ServerOptions) -> None:
                 raise sub.arg_error()
             opts.fields[timeout_key] = sub.duration_arg()
             if sub.next_arg():
-                if not sub.val().isdigit():
+                if not sub.val().isdecimal():
                     raise sub.error(f"parsing {sub.name} min_rate bytes/second: invalid number {sub.val()!r}")
                 opts.fields[rate_key] = int(sub.val())
         elif sub.name == "write_max_chunk":

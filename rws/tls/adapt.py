@@ -334,7 +334,7 @@ def _check_subjects_unique(policies: list[AutomationPolicy], where: dict[str, To
 
 def _listeners_use_any_port_other_than(addresses: list[str], port: str) -> bool:
     """Whether any listener address uses a port other than `port`."""
-    if not port.isdigit():
+    if not port.isdecimal():
         return False
     other = int(port)
     for address in addresses:
@@ -363,7 +363,7 @@ def _port_range(address: str) -> tuple[int, int] | None:
     first, _, last = port.partition("-")
     if not port:
         return 0, 0
-    if not first.isdigit() or (last and not last.isdigit()):
+    if not first.isdecimal() or (last and not last.isdecimal()):
         return None
     return int(first), int(last or first)
 

@@ -292,7 +292,7 @@ class CertSelectionConfig:
 
     def validate(self, path: str) -> None:
         for i, serial in enumerate(self.serial_number):
-            if not serial.lstrip("+-").isdigit():
+            if not serial.lstrip("+-").isdecimal():
                 raise ConfigError(f"{path}.serial_number[{i}]", f"not a valid big integer: {serial!r}")
         if self.public_key_algorithm and self.public_key_algorithm.lower() not in PUBLIC_KEY_ALGORITHMS:
             raise ConfigError(f"{path}.public_key_algorithm", f"unrecognized public key algorithm: "

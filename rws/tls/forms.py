@@ -76,7 +76,7 @@ def _port(d: Dispenser) -> int:
     if d.count_remaining_args() != 1:
         raise d.arg_error()
     d.next_arg()
-    if not d.val().lstrip("+-").isdigit():
+    if not d.val().lstrip("+-").isdecimal():
         raise d.error(f"invalid port {d.val()!r}")
     return int(d.val())
 

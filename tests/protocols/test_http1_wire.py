@@ -199,3 +199,9 @@ def test_early_hints_are_sent_before_the_final_response(serve: Any) -> None:
         assert b"Link: </style.css>; rel=preload; as=style" in hints
         assert final.endswith(b"final")
         assert b"Link: </style.css>" in final  # the final response keeps the headers too, as Caddy's
+
+
+def test_a_content_length_in_non_ascii_digits_is_400(server: Any) -> None:
+    raw = exchange(server.port(), b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\n" + get())
+    assert statuses(raw)[:1] == [400]
+    assert statuses(exchange(server.port(), get(extra=b"Connection: close\r\n"))) == [200]

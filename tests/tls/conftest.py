@@ -20,7 +20,6 @@ from typing import Any, Callable
 import pytest
 
 from rws.config.decode import decode
-from rws.errors import RwsfileError
 from rws.rwsfile.adapt import adapt_text
 from rws.tls.config import ConnectionPolicyConfig, PKIAppConfig, TLSAppConfig
 
@@ -77,18 +76,5 @@ def same_tls_as_caddy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callab
         assert tls_view(config) == expected
         check_decodes(config)
         return config
-
-    return run
-
-
-@pytest.fixture
-def adapt_error() -> Callable[[str, int], RwsfileError]:
-    def run(text: str, line: int) -> RwsfileError:
-        with pytest.raises(RwsfileError) as info:
-            adapt_text(text, "Rwsfile")
-        err = info.value
-        assert (err.file, err.line) == ("Rwsfile", line), str(err)
-        assert str(err).startswith(f"Rwsfile:{line}: ")
-        return err
 
     return run

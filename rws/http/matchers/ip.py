@@ -38,7 +38,7 @@ def prefix_problem(text: str) -> str | None:
         addr = ipaddress.ip_address(addr_text)
     except ValueError:
         return f"parsing CIDR expression {text!r}: invalid IP address {addr_text!r}"
-    if not bits.isdigit() or (len(bits) > 1 and bits.startswith("0")) or not bits.isascii():
+    if not bits.isdecimal() or (len(bits) > 1 and bits.startswith("0")) or not bits.isascii():
         return f"parsing CIDR expression {text!r}: bad bits after slash: {bits!r}"
     if int(bits) > addr.max_prefixlen:
         return f"parsing CIDR expression {text!r}: prefix length out of range"

@@ -179,7 +179,7 @@ class StatusExpressionMatcher:
 
     def match(self, request: Request) -> bool:
         status = request.values.get("http.error.status_code")
-        if isinstance(status, str) and status.isdigit():
+        if isinstance(status, str) and status.isdecimal():
             status = int(status)
         if not isinstance(status, int) or isinstance(status, bool):
             return False

@@ -87,7 +87,7 @@ class Http1Core:
     def head(self, method: str, target: bytes, version: str, headers: list[tuple[bytes, bytes]],
              keep_alive: bool, upgrade: bool) -> None:
         if version not in ("HTTP/1.1", "HTTP/1.0"):
-            if version[5:6].isdigit() and version[5] != "0" and version[5] != "1":
+            if version[5:6].isdecimal() and version[5] != "0" and version[5] != "1":
                 raise ParseFailure(505, f"unsupported HTTP version {version!r}")
             raise ParseFailure(400, f"unsupported HTTP version {version!r}")
         size = len(target) + sum(len(k) + len(v) + 4 for k, v in headers)
@@ -151,7 +151,7 @@ def _framing(fields: list[tuple[str, str]], version: str) -> tuple[int | None, b
             raise ParseFailure(501, f"unsupported transfer encoding: {','.join(encodings)!r}")
         return None, True
     if lengths:
-        if len(set(lengths)) != 1 or not lengths[0].isdigit() or len(lengths[0]) > 18:
+        if len(set(lengths)) != 1 or not lengths[0].isdecimal() or len(lengths[0]) > 18:
             raise ParseFailure(400, "invalid Content-Length")
         return int(lengths[0]), False
     return None, False
