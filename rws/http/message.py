@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Protocol
 
 from rws.errors import HttpError
+from rws.protocols.flow import FileBody as FileBody  # re-exported for handlers
 from rws.protocols.status import status_text as status_text  # re-exported for handlers
 from rws.http.uri import decode_path
 
@@ -53,7 +54,7 @@ class Headers:
     def get(self, name: str, default: str | None = None) -> str | None:
         lname = name.lower()
         for k, v in self._items:
-            if k.lower() == lname:
+            if k == name or k.lower() == lname:
                 return v
         return default
 
@@ -69,7 +70,10 @@ class Headers:
         if not isinstance(name, str):
             return False
         lname = name.lower()
-        return any(k.lower() == lname for k, _ in self._items)
+        for k, _ in self._items:
+            if k == name or k.lower() == lname:
+                return True
+        return False
 
     def set(self, name: str, value: str) -> None:
         self.delete(name)
@@ -167,15 +171,6 @@ class BufferedBody:
 EMPTY_BODY = EmptyBody()
 
 
-@dataclass(slots=True)
-class FileBody:
-    """A response body that is a region of an open file; the connection may sendfile it."""
-
-    file: Any  # a binary file object with fileno(); closed by the connection when sent
-    offset: int
-    length: int
-
-
 Body = bytes | AsyncIterator[bytes] | FileBody
 
 
@@ -207,12 +202,14 @@ class Request:
 
     def __init__(self, method: str, target: str, headers: Headers, *, version: str = "HTTP/1.1",
                  scheme: str = "http", remote: tuple[str, int] = ("", 0), local: tuple[str, int] = ("", 0),
-                 body: RequestBody = EMPTY_BODY, server_name: str = "") -> None:
+                 body: RequestBody = EMPTY_BODY, server_name: str = "", host: str | None = None,
+                 response_headers: Headers | None = None) -> None:
+        """`host`: the Host header when the caller already has it (else looked up)."""
         self.method = method
         self.target = target  # the request-target as sent, e.g. "/a%20b?x=1"
         raw_path, _, query = target.partition("?")
         authority = ""
-        if raw_path.startswith(("http://", "https://")):  # absolute-form: the target names the host
+        if raw_path[:1] != "/" and raw_path.startswith(("http://", "https://")):  # absolute-form names the host
             authority, _, rest = raw_path.split("://", 1)[1].partition("/")
             raw_path = "/" + rest
         self.raw_path = raw_path  # escaped path
@@ -220,7 +217,8 @@ class Request:
         self.query = query  # raw query, without '?'
         self.version = version
         self.headers = headers
-        self.authority = authority or headers.get("Host") or ""  # host[:port] the request is for
+        # host[:port] the request is for
+        self.authority = authority or (host if host is not None else headers.get("Host")) or ""
         self.host, self.port = split_host(self.authority)
         self.scheme = scheme
         self.remote_ip, self.remote_port = remote
@@ -228,7 +226,7 @@ class Request:
         self.body = body
         self.vars: dict[str, Any] = {}  # http.vars: set by vars/map/root handlers
         self.values: dict[str, Any] = {}  # other request-scoped placeholders (captures, errors...)
-        self.response_headers = Headers()
+        self.response_headers = response_headers if response_headers is not None else Headers()
         self.orig_method = method
         self.orig_target = target
         self.orig_raw_path = raw_path
@@ -262,6 +260,8 @@ class Request:
 
 def split_host(hostport: str) -> tuple[str, str]:
     """`Host` header -> (host without port and brackets, port or "")."""
+    if ":" not in hostport and hostport[:1] != "[":
+        return hostport, ""
     if hostport.startswith("["):
         end = hostport.find("]")
         if end > 0:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from rws.config.decode import ModuleValue
 from rws.errors import ConfigError, HttpError, RwsError
@@ -75,48 +75,57 @@ class RouteList:
     def __init__(self, routes: tuple[Route, ...]) -> None:
         self.routes = routes
 
-    async def serve(self, request: Request, last: Next = _empty_ok) -> Response:
-        return await self._run(0, request, last, None)
+    def serve(self, request: Request, last: Next = _empty_ok) -> Awaitable[Response]:
+        return self._run(0, request, last, None)
 
     async def _run(self, index: int, request: Request, last: Next, groups: set[str] | None) -> Response:
         routes = self.routes
-        while index < len(routes):
+        count = len(routes)
+        while index < count:
             route = routes[index]
             index += 1
-            if route.group and groups is not None and route.group in groups:
+            group = route.group
+            if group and groups is not None and group in groups:
                 continue
             if route.match and not match_any(route.match, request):
                 continue
-            if route.group:
-                groups = {*groups, route.group} if groups else {route.group}
-            if not route.handlers:
+            if group:
+                groups = {*groups, group} if groups else {group}
+            handlers = route.handlers
+            if not handlers:
                 if route.terminal:
                     return await _empty_ok(request)
                 continue
-            after: Next
-            if route.terminal:
-                after = _empty_ok
-            else:
-                after = _continue(self, index, last, groups)
-            return await _run_handlers(route.handlers, 0, request, after)
+            after: Next = _empty_ok if route.terminal else _Continue(self, index, last, groups)
+            if len(handlers) == 1:
+                return await handlers[0].handle(request, after)
+            return await _run_handlers(handlers, 0, request, after)
         return await last(request)
 
 
-def _continue(routes: RouteList, index: int, last: Next, groups: set[str] | None) -> Next:
-    async def next_routes(request: Request) -> Response:
-        return await routes._run(index, request, last, groups)
+class _Continue:
+    """The `next` of a route's last handler: the routes after it, then the list's `next`."""
 
-    return next_routes
+    __slots__ = ("routes", "index", "last", "groups")
+
+    def __init__(self, routes: RouteList, index: int, last: Next, groups: set[str] | None) -> None:
+        self.routes = routes
+        self.index = index
+        self.last = last
+        self.groups = groups
+
+    def __call__(self, request: Request) -> Awaitable[Response]:
+        return self.routes._run(self.index, request, self.last, self.groups)
 
 
-async def _run_handlers(handlers: tuple[Handler, ...], i: int, request: Request, after: Next) -> Response:
+def _run_handlers(handlers: tuple[Handler, ...], i: int, request: Request, after: Next) -> Awaitable[Response]:
     if i == len(handlers) - 1:
-        return await handlers[i].handle(request, after)
+        return handlers[i].handle(request, after)
 
-    async def next_handler(req: Request) -> Response:
-        return await _run_handlers(handlers, i + 1, req, after)
+    def next_handler(req: Request) -> Awaitable[Response]:
+        return _run_handlers(handlers, i + 1, req, after)
 
-    return await handlers[i].handle(request, next_handler)
+    return handlers[i].handle(request, next_handler)
 
 
 _BODY_PLACEHOLDER = "{http.request.body"
@@ -209,20 +218,18 @@ def set_error_values(request: Request, exc: HttpError) -> None:
     request.values["http.error.trace"] = ""
 
 
-async def serve(routes: RouteList, errors: RouteList | None, request: Request, last: Next = _empty_ok) -> Response:
-    """Run `routes`; an HttpError they raise runs `errors` (or answers with its status)."""
+async def serve_errors(errors: RouteList | None, request: Request, exc: HttpError) -> Response:
+    """The response to an HttpError the routes raised: the error routes run with the
+    `{http.error.*}` placeholders set, or the error's status answers."""
+    set_error_values(request, exc)
+    status = exc.status
+
+    async def error_status(req: Request) -> Response:
+        return Response(status, req.response_headers)
+
+    if errors is None or not errors.routes:
+        return Response(status, request.response_headers)
     try:
-        return await routes.serve(request, last)
-    except HttpError as exc:
-        set_error_values(request, exc)
-        status = exc.status
-
-        async def error_status(req: Request) -> Response:
-            return Response(status, req.response_headers)
-
-        if errors is None or not errors.routes:
-            return Response(status, request.response_headers)
-        try:
-            return await errors.serve(request, error_status)
-        except HttpError:
-            return Response(status, request.response_headers)
+        return await errors.serve(request, error_status)
+    except HttpError:
+        return Response(status, request.response_headers)

@@ -13,7 +13,7 @@ from typing import Any
 from rws.errors import HttpError
 from rws.http.client_ip import ClientIp
 from rws.http.message import Headers, Request, Response
-from rws.http.routes import BuildContext, RouteList, error_id, serve
+from rws.http.routes import BuildContext, RouteList, error_id, serve_errors
 from rws.http.sniff import detect_content_type
 from rws.observability.metrics import REQUEST_ERRORS_TOTAL, REQUESTS_IN_FLIGHT, REQUESTS_TOTAL
 from rws.protocols.connection import HttpConnection, Timeouts
@@ -31,8 +31,9 @@ _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 class HttpServer:
     """Built from a decoded server config; `connection()` makes the protocol for a socket."""
 
-    def __init__(self, name: str, config: Any, ctx: BuildContext) -> None:
+    def __init__(self, name: str, config: Any, ctx: BuildContext, *, metrics: bool = False) -> None:
         self.name = name
+        self.metrics = metrics or config.metrics is not None  # count requests per server
         self.config = config
         named = dict(config.named_routes or {})
         ctx.named_routes = named
@@ -46,6 +47,7 @@ class HttpServer:
         )
         self.max_header_bytes = config.max_header_bytes or 0
         self.client_ip = ClientIp(config)
+        self.valid_hosts: set[str] = set()  # Host values seen well-formed (bounded)
         self.labels = (name, "")  # the metrics' label values for this server
         self.backend = default_backend()
         self.access_log: Any = _access_logger(config, ctx)
@@ -68,23 +70,31 @@ class HttpServer:
     async def handle(self, head: RequestReceived, body: BodyStream, conn: HttpConnection) -> Response:
         request = Request(head.method, head.target, Headers(head.headers), version=head.version,
                           scheme=conn.scheme, remote=conn.remote, local=conn.local, body=body,
-                          server_name=self.name)
+                          server_name=self.name, host=head.host,
+                          response_headers=Headers([("Server", SERVER_HEADER)]))
         if "%" in request.raw_path and _BAD_ESCAPE.search(request.raw_path):
             return _bad_request(b"invalid URL escape")
-        if not _VALID_HOST.fullmatch(request.hostport):
-            return _bad_request(b"malformed Host header")
+        authority = request.authority
+        if authority not in self.valid_hosts:
+            if not _VALID_HOST.fullmatch(authority):
+                return _bad_request(b"malformed Host header")
+            if len(self.valid_hosts) < 1024:
+                self.valid_hosts.add(authority)
         request.content_length = head.content_length
         request.chunked = head.chunked
-        request.response_headers = Headers([("Server", SERVER_HEADER)])
-        request.vars["client_ip"] = self.client_ip.of(request)
+        request.vars["client_ip"] = self.client_ip.of(request) if self.client_ip.ranges else request.remote_ip
         conn.exchange = request
         request.informational = conn.send_informational
-        labels = self.labels
-        REQUESTS_IN_FLIGHT.add(labels, 1.0)
+        metrics = self.metrics
+        if metrics:
+            REQUESTS_IN_FLIGHT.add(self.labels, 1.0)
         try:
-            response = await serve(self.routes, self.errors, request)
-            if request.error is not None:
-                REQUEST_ERRORS_TOTAL.add(labels, 1.0)
+            try:
+                response = await self.routes.serve(request)
+            except HttpError as exc:
+                response = await serve_errors(self.errors, request, exc)
+            if metrics and request.error is not None:
+                REQUEST_ERRORS_TOTAL.add(self.labels, 1.0)
             content: Any = response.body
             if content and type(content) is bytes and "Content-Type" not in response.headers:
                 response.headers.add("Content-Type", detect_content_type(content[:512]))  # as Go's server sniffs
@@ -94,12 +104,14 @@ class HttpServer:
         except Exception:  # a handler's bug: one log record with an id the client also sees
             ident = error_id()
             log.exception("handler failed", extra={"error_id": ident, "uri": request.uri})
+            if metrics:
+                REQUEST_ERRORS_TOTAL.add(self.labels, 1.0)
             headers = Headers([("Server", SERVER_HEADER), ("Content-Type", "text/plain; charset=utf-8")])
-            REQUEST_ERRORS_TOTAL.add(labels, 1.0)
             return Response(500, headers, f"internal server error (id {ident})\n".encode())
         finally:
-            REQUESTS_IN_FLIGHT.add(labels, -1.0)
-            REQUESTS_TOTAL.add(labels, 1.0)
+            if metrics:
+                REQUESTS_IN_FLIGHT.add(self.labels, -1.0)
+                REQUESTS_TOTAL.add(self.labels, 1.0)
 
     def sent(self, response: Response, head: RequestReceived, written: int, body: BodyStream) -> None:
         if self.access_log is None:

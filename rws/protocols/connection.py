@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rws.protocols.flow import FILE_CHUNK, BodyStream, Deadlines
-from rws.protocols.events import BodyReceived, ConnectionTerminated, ProtocolError, RequestReceived, StreamEnded
-from rws.protocols.http1.core import CONTINUE, Http1Core, chunk, error_response, last_chunk, response_head
+from rws.protocols.flow import FILE_CHUNK, BodyStream, Deadlines, FileBody
+from rws.protocols.events import RequestReceived
+from rws.protocols.http1.core import (CONTINUE, Http1Core, chunk, error_response, header_line, last_chunk,
+                                       response_head, status_line_text)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class HttpConnection(asyncio.Protocol):
     def __init__(self, app: App, backend: type, *, scheme: str = "http", max_header_bytes: int = 0,
                  timeouts: Timeouts | None = None, on_close: Any = None, deadlines: Deadlines | None = None) -> None:
         self.app = app
-        self.core = Http1Core(backend, max_header_bytes)
+        self.core = Http1Core(backend, self, max_header_bytes)
         self.scheme = scheme
         self.timeouts = timeouts or Timeouts()
         self.on_close = on_close
@@ -84,11 +85,18 @@ class HttpConnection(asyncio.Protocol):
         if self.core.in_head and not self.head_timer and not self.pending and self.task is None:
             self.head_timer = True
             self._arm(self.timeouts.read_header)
-        self._handle_events(self.core.receive_data(data))
+        self.core.receive_data(data)
+        self._proceed()
 
     def eof_received(self) -> bool | None:
-        self._handle_events(self.core.receive_data(b""))
-        self._handle_events([ConnectionTerminated()])
+        self.core.receive_data(b"")
+        if self.receiving is not None and not self.receiving.complete:
+            self.receiving.finish(ConnectionResetError("client closed the connection"))
+        self.closing = True
+        if self.task is None and not self.pending:
+            self._close()
+        else:
+            self._proceed()
         return True  # keep our side open until the response in flight is written
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -112,51 +120,47 @@ class HttpConnection(asyncio.Protocol):
         if self.write_paused is not None and not self.write_paused.done():
             self.write_paused.set_result(None)
 
-    # --- events ------------------------------------------------------------------------
+    # --- what the core received (the Receiver) -------------------------------------------
 
-    def _handle_events(self, events: list[Any]) -> None:
-        for event in events:
-            if isinstance(event, RequestReceived):
-                body = BodyStream(self, event.expect_continue)
-                if not event.has_body:
-                    body.complete = True
-                self.receiving = body
-                self.pending.append((event, body))
-                self.head_timer = False
-                self._disarm_if_reading_header()
-            elif isinstance(event, BodyReceived):
-                if self.receiving is not None:
-                    self.receiving.feed(event.data)
-            elif isinstance(event, StreamEnded):
-                if self.receiving is not None:
-                    self.receiving.finish()
-                    self.receiving = None
-            elif isinstance(event, ProtocolError):
-                self._protocol_error(event)
-                return
-            elif isinstance(event, ConnectionTerminated):
-                if self.receiving is not None and not self.receiving.complete:
-                    self.receiving.finish(ConnectionResetError("client closed the connection"))
-                self.closing = True
-                if self.task is None and not self.pending:
-                    self._close()
-                    return
-        self._flow_control()
+    def request_received(self, head: RequestReceived) -> None:
+        body = BodyStream(self, head.expect_continue)
+        if not head.has_body:
+            body.complete = True
+        self.receiving = body
+        self.pending.append((head, body))
+        self.head_timer = False
+        if self.task is None:
+            self._disarm()
+
+    def body_received(self, data: bytes) -> None:
+        if self.receiving is not None:
+            self.receiving.feed(data)
+
+    def request_ended(self) -> None:
+        if self.receiving is not None:
+            self.receiving.finish()
+            self.receiving = None
+
+    def _proceed(self) -> None:
+        """After input: pause reading if too much waits, and start the next exchange."""
+        if self.core.failed or self.transport is None:
+            return
+        if not self.reading_paused and (len(self.pending) > 1 or self.receiving is not None):
+            self._flow_control()
         if self.task is None and self.pending:
             self._start_next()
 
-    def _protocol_error(self, event: ProtocolError) -> None:
-        if event.status == 0:  # an upgrade we don't speak: finish what we have, then close
+    def protocol_error(self, status: int, message: str) -> None:
+        if status == 0:  # an upgrade we don't speak: finish what we have, then close
             self.closing = True
-            self._flow_control()
             if self.task is None and self.pending:
                 self._start_next()
             return
-        log.debug("malformed request", extra={"status": event.status, "reason": event.message})
+        log.debug("malformed request", extra={"status": status, "reason": message})
         if self.receiving is not None and not self.receiving.complete:
-            self.receiving.finish(ConnectionResetError(event.message))
+            self.receiving.finish(ConnectionResetError(message))
         if self.task is None and self.transport is not None:
-            self.transport.write(error_response(event.status))
+            self.transport.write(error_response(status))
             self._close()
         else:
             self.closing = True
@@ -208,13 +212,18 @@ class HttpConnection(asyncio.Protocol):
         self.exchange_version = head.version
         try:
             response = await self.app.handle(head, body, self)
-            if getattr(response, "abort", False):
+            if response.abort:
                 self._close(abort=True)
                 return
-            keep = (head.keep_alive and not self.closing and not getattr(response, "close", False)
-                    and not self.stop_after_current)
-            keep = await self._unread_body_allows(body, keep)
-            written = await self._write_response(head, response, keep)
+            keep = head.keep_alive and not self.closing and not response.close and not self.stop_after_current
+            if body.complete:
+                body.chunks.clear()
+                body.size = 0
+            else:
+                keep = await self._unread_body_allows(body, keep)
+            written = self._write_response(head, response, keep)
+            if written < 0:
+                written = await self._write_stream(response.body, written == _CHUNKED, response)
             self.app.sent(response, head, written, body)
         except asyncio.CancelledError:
             return
@@ -232,14 +241,11 @@ class HttpConnection(asyncio.Protocol):
             self._start_next()
         else:
             self._arm(self.timeouts.idle)
-            self.resume_if_needed()
+            if self.reading_paused:
+                self.resume_if_needed()
 
     async def _unread_body_allows(self, body: BodyStream, keep: bool) -> bool:
         """Whether the connection can go on after a handler left part of the body unread."""
-        if body.complete:
-            body.chunks.clear()
-            body.size = 0
-            return keep
         if not keep or body.expect_continue:
             return False  # the client never sent the body we never asked for
         read = 0
@@ -250,55 +256,76 @@ class HttpConnection(asyncio.Protocol):
             read += len(data)
         return False
 
-    async def _write_response(self, head: RequestReceived, response: Any, keep: bool) -> int:
-        """Write status, headers and body; return the number of body bytes sent."""
+    def _write_response(self, head: RequestReceived, response: Any, keep: bool) -> int:
+        """Write the status line and headers, and the body when it is in memory. Return the
+        body bytes written, or `_STREAM`/`_CHUNKED` when the body must be streamed."""
         status: int = response.status
-        headers: list[tuple[str, str]] = list(response.headers.items())
-        names = {k.lower() for k, _ in headers}
         body = response.body
-        no_body = head.method == "HEAD" or status in (204, 304) or 100 <= status < 200
+        bodiless = status in (204, 304) or 100 <= status < 200
+        no_body = bodiless or head.method == "HEAD"
         length: int | None = None
-        if isinstance(body, (bytes, bytearray, memoryview)):
+        kind = type(body)
+        if kind is bytes or kind is bytearray or kind is memoryview:
             length = len(body)
-        elif hasattr(body, "file"):
+        elif kind is FileBody:
             length = body.length
-        chunked = False
-        if status in (204, 304) or 100 <= status < 200:
-            headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "transfer-encoding")]
+        lines = [status_line_text(status)]
+        has_length = has_date = False
+        connection_at: list[int] = []
+        for name, value in response.headers:
+            if len(name) in _SPECIAL_LENGTHS:
+                lname = name.lower()
+                if lname == "content-length":
+                    if bodiless:
+                        continue
+                    has_length = True
+                elif lname == "transfer-encoding":
+                    if bodiless:
+                        continue
+                elif lname == "date":
+                    has_date = True
+                elif lname == "connection":
+                    connection_at.append(len(lines))
+            lines.append(header_line(name, value))
+        streamed = _STREAM
+        if bodiless:
+            pass
         elif length is not None:
             # as Go: a HEAD answer gets a computed length only if the handler wrote a body
-            if "content-length" not in names and (head.method != "HEAD" or length):
-                headers.append(("Content-Length", str(length)))
-        elif "content-length" not in names and head.method != "HEAD":
+            if not has_length and (head.method != "HEAD" or length):
+                lines.append(f"Content-Length: {length}\r\n")
+        elif not has_length and head.method != "HEAD":
             if head.version == "HTTP/1.1":
-                chunked = True
-                headers.append(("Transfer-Encoding", "chunked"))
+                streamed = _CHUNKED
+                lines.append("Transfer-Encoding: chunked\r\n")
             else:
                 keep = False
-        if "date" not in names:
-            headers.append(("Date", _http_date()))
+        if not has_date:
+            lines.append(_http_date())
         if not keep:
-            headers = [(k, v) for k, v in headers if k.lower() != "connection"]
+            for i in connection_at:
+                lines[i] = ""
             if head.version != "HTTP/1.0" or head.keep_alive:  # an HTTP/1.0 client expects the close
-                headers.append(("Connection", "close"))
+                lines.append("Connection: close\r\n")
         elif head.version == "HTTP/1.0":
-            headers.append(("Connection", "keep-alive"))
+            lines.append("Connection: keep-alive\r\n")
+        lines.append("\r\n")
+        start = "".join(lines).encode("latin-1", "replace")
         if self.timeouts.write:
             self._arm(self.timeouts.write)
-        start = response_head(status, headers)
         if no_body:
             self._write(start)
             _close_body(body)
             return 0
-        if length is not None and not hasattr(body, "file"):
+        if length is not None and kind is not FileBody:
             self._write(start + bytes(body))
             return length
         self._write(start)
-        return await self._write_stream(body, chunked, response)
+        return streamed
 
     async def _write_stream(self, body: Any, chunked: bool, response: Any) -> int:
         written = 0
-        if hasattr(body, "file"):
+        if type(body) is FileBody:
             try:
                 remaining = body.length
                 body.file.seek(body.offset)
@@ -360,10 +387,6 @@ class HttpConnection(asyncio.Protocol):
     def _disarm(self) -> None:
         self.deadline = 0.0
 
-    def _disarm_if_reading_header(self) -> None:
-        if self.task is None:
-            self._disarm()
-
     def _timed_out(self) -> None:
         self.deadline = 0.0
         if self.task is not None and self.task.done() is False:
@@ -398,18 +421,22 @@ async def _continue(coro: Any, awaited: Any) -> None:
 
 
 def _close_body(body: Any) -> None:
-    if hasattr(body, "file"):
+    if type(body) is FileBody:
         body.file.close()
     elif hasattr(body, "aclose"):
         asyncio.ensure_future(body.aclose())
 
 
-_DATE: list[Any] = [0, b""]
+_STREAM = -1  # _write_response: the body streams as it is
+_CHUNKED = -2  # _write_response: the body streams in chunks
+_SPECIAL_LENGTHS = frozenset(len(n) for n in ("content-length", "transfer-encoding", "date", "connection"))
+_DATE: list[Any] = [0, ""]
 
 
 def _http_date() -> str:
+    """The `Date` header line, made once a second."""
     now = int(time.time())
     if _DATE[0] != now:
         _DATE[0] = now
-        _DATE[1] = email.utils.formatdate(now, usegmt=True)
+        _DATE[1] = f"Date: {email.utils.formatdate(now, usegmt=True)}\r\n"
     return str(_DATE[1])

@@ -1,7 +1,5 @@
-"""What a protocol core reports: one vocabulary for every HTTP version.
-
-Events say what arrived, in the past tense; `stream_id` is 0 for HTTP/1.
-"""
+"""A request head as a protocol core reports it: one vocabulary for every HTTP version
+(`stream_id` is 0 for HTTP/1)."""
 
 from __future__ import annotations
 
@@ -20,36 +18,5 @@ class RequestReceived:
     content_length: int | None
     chunked: bool
     upgrade: bool = False
+    host: str = ""  # the Host header ("" when absent)
     stream_id: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class BodyReceived:
-    data: bytes
-    stream_id: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class StreamEnded:
-    """The request (head and body) has been received completely."""
-
-    stream_id: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ProtocolError:
-    """The peer sent something unacceptable; answer `status` (if any) and close."""
-
-    status: int
-    message: str
-    stream_id: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionTerminated:
-    """The peer closed its side."""
-
-    stream_id: int = 0
-
-
-Event = RequestReceived | BodyReceived | StreamEnded | ProtocolError | ConnectionTerminated

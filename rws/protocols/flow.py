@@ -6,12 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import TYPE_CHECKING, AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 if TYPE_CHECKING:
     from rws.protocols.connection import HttpConnection
 
 FILE_CHUNK = 256 * 1024
+
+
+@dataclass(slots=True)
+class FileBody:
+    """A response body that is a region of an open file; the connection may sendfile it."""
+
+    file: Any  # a binary file object with fileno(); closed by the connection when sent
+    offset: int
+    length: int
 
 
 class BodyStream:

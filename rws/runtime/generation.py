@@ -37,7 +37,7 @@ class Generation:
                 self.grace_period = app.grace_period or None
                 self.shutdown_delay = app.shutdown_delay or 0.0
                 for name, server_config in (app.servers or {}).items():
-                    self.servers[name] = HttpServer(name, server_config, self.ctx)
+                    self.servers[name] = HttpServer(name, server_config, self.ctx, metrics=app.metrics is not None)
         except BaseException:
             self._run_closers()
             raise

@@ -1,4 +1,5 @@
-"""The HTTP/1.1 core: bytes in, events out; responses out as bytes. No I/O, no clocks.
+"""The HTTP/1.1 core: bytes in, request heads and bodies out to a receiver; responses
+out as bytes. No I/O, no clocks.
 
 The parser backend (httptools on the hot path, h11 as the pure-Python fallback) only
 turns bytes into request heads, body chunks and message ends; this core owns the rest
@@ -12,7 +13,7 @@ import re
 from typing import Protocol
 
 from rws.protocols.status import status_text
-from rws.protocols.events import BodyReceived, Event, ProtocolError, RequestReceived, StreamEnded
+from rws.protocols.events import RequestReceived
 
 DEFAULT_MAX_HEADER_BYTES = 1024 * 1024
 MAX_TARGET_BYTES = 64 * 1024
@@ -35,8 +36,6 @@ class Sink(Protocol):
 
     def end(self) -> None: ...
 
-    def target_part(self, size: int) -> None: ...
-
 
 class Backend(Protocol):
     def feed(self, data: bytes) -> None: ...
@@ -44,24 +43,37 @@ class Backend(Protocol):
     def eof(self) -> None: ...
 
 
-class Http1Core:
-    """One connection's HTTP/1 state: `receive_data(bytes) -> [events]`."""
+class Receiver(Protocol):
+    """Hears what a connection's input completed, in order."""
 
-    def __init__(self, backend_factory: type, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> None:
+    def request_received(self, head: RequestReceived) -> None: ...
+
+    def body_received(self, data: bytes) -> None: ...
+
+    def request_ended(self) -> None: ...
+
+    def protocol_error(self, status: int, message: str) -> None: ...
+
+
+class Http1Core:
+    """One connection's HTTP/1 input: `receive_data(bytes)` tells the receiver what the
+    bytes completed."""
+
+    def __init__(self, backend_factory: type, receiver: Receiver,
+                 max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> None:
         self.max_header_bytes = max_header_bytes or DEFAULT_MAX_HEADER_BYTES
-        self.events: list[Event] = []
+        self.receiver = receiver
         self.in_head = True  # between requests or inside a request head
         self.head_bytes = 0
-        self.target_bytes = 0
         self.failed = False
         self.backend: Backend = backend_factory(self)
 
     # --- input ---------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> list[Event]:
-        """Feed bytes from the peer (b"" at end of input); return what they completed."""
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the peer (b"" at end of input)."""
         if self.failed:
-            return []
+            return
         try:
             if not data:
                 self.backend.eof()
@@ -73,71 +85,71 @@ class Http1Core:
                 self.backend.feed(data)
         except ParseFailure as exc:
             self.failed = True
-            self.events.append(ProtocolError(exc.status, exc.message))
-        events, self.events = self.events, []
-        return events
+            self.receiver.protocol_error(exc.status, exc.message)
 
     # --- the backend's callbacks (the Sink) ----------------------------------------------
 
-    def target_part(self, size: int) -> None:
-        self.target_bytes += size
-        if self.target_bytes > MAX_TARGET_BYTES:
-            raise ParseFailure(414, "request URI too long")
-
     def head(self, method: str, target: bytes, version: str, headers: list[tuple[bytes, bytes]],
              keep_alive: bool, upgrade: bool) -> None:
-        if version not in ("HTTP/1.1", "HTTP/1.0"):
+        if version != "HTTP/1.1" and version != "HTTP/1.0":
             if version[5:6].isdecimal() and version[5] != "0" and version[5] != "1":
                 raise ParseFailure(505, f"unsupported HTTP version {version!r}")
             raise ParseFailure(400, f"unsupported HTTP version {version!r}")
-        size = len(target) + sum(len(k) + len(v) + 4 for k, v in headers)
-        if len(target) > MAX_TARGET_BYTES:
+        size = len(target)
+        if size > MAX_TARGET_BYTES:
             raise ParseFailure(414, "request URI too long")
-        if size > self.max_header_bytes:
-            raise ParseFailure(431, "request header fields too large")
         # Both parsers refuse CR, LF and NUL in names and values; the framing fields get
         # a closer look here, once, for both.
         fields = []
         special = []
         for k, v in headers:
+            size += len(k) + len(v) + 4
             field = (k.decode("latin-1"), v.decode("latin-1"))
             fields.append(field)
             if len(k) in _FRAMING_LENGTHS and field[0].lower() in _FRAMING_FIELDS:
                 special.append(field)
-        content_length, chunked = _framing(special, version)
-        expect = _expect_continue(special, version) if special else False
+        if size > self.max_header_bytes:
+            raise ParseFailure(431, "request header fields too large")
+        content_length, chunked, host, expect = _framing(special, version)
         if b"\x00" in target:
             raise ParseFailure(400, "invalid request target")
         self.in_head = False
-        self.head_bytes = self.target_bytes = 0
-        self.events.append(RequestReceived(method, target.decode("latin-1"), version, fields, keep_alive, expect,
-                                           chunked or bool(content_length), content_length, chunked, upgrade))
+        self.head_bytes = 0
+        self.receiver.request_received(RequestReceived(method, target.decode("latin-1"), version, fields, keep_alive,
+                                                       expect, chunked or bool(content_length), content_length,
+                                                       chunked, upgrade, host))
 
     def body(self, data: bytes) -> None:
-        self.events.append(BodyReceived(data))
+        self.receiver.body_received(data)
 
     def end(self) -> None:
         self.in_head = True
-        self.events.append(StreamEnded())
+        self.receiver.request_ended()
 
 
 _FRAMING_FIELDS = frozenset({"content-length", "transfer-encoding", "host", "expect"})
 _FRAMING_LENGTHS = frozenset(len(name) for name in _FRAMING_FIELDS)
 
 
-def _framing(fields: list[tuple[str, str]], version: str) -> tuple[int | None, bool]:
-    """Content-Length and chunked-ness of a request, refusing anything ambiguous."""
+def _framing(fields: list[tuple[str, str]], version: str) -> tuple[int | None, bool, str, bool]:
+    """Content-Length, chunked-ness, Host and `Expect: 100-continue` of a request,
+    refusing anything ambiguous."""
     lengths: list[str] = []
     encodings: list[str] = []
     hosts = 0
+    host = ""
+    expect = False
     for name, value in fields:
         lname = name.lower()
-        if lname == "content-length":
+        if lname == "host":
+            hosts += 1
+            host = value
+        elif lname == "content-length":
             lengths.extend(v.strip() for v in value.split(","))
         elif lname == "transfer-encoding":
             encodings.extend(v.strip().lower() for v in value.split(",") if v.strip())
-        elif lname == "host":
-            hosts += 1
+        elif lname == "expect":
+            expect = expect or (version == "HTTP/1.1" and value.strip().lower() == "100-continue")
     if hosts > 1:
         raise ParseFailure(400, "too many Host headers")
     if hosts == 0 and version == "HTTP/1.1":
@@ -149,53 +161,51 @@ def _framing(fields: list[tuple[str, str]], version: str) -> tuple[int | None, b
             raise ParseFailure(400, "Transfer-Encoding in an HTTP/1.0 request")
         if encodings != ["chunked"]:
             raise ParseFailure(501, f"unsupported transfer encoding: {','.join(encodings)!r}")
-        return None, True
+        return None, True, host, expect
     if lengths:
         if len(set(lengths)) != 1 or not lengths[0].isdecimal() or len(lengths[0]) > 18:
             raise ParseFailure(400, "invalid Content-Length")
-        return int(lengths[0]), False
-    return None, False
-
-
-def _expect_continue(fields: list[tuple[str, str]], version: str) -> bool:
-    if version != "HTTP/1.1":
-        return False
-    return any(k.lower() == "expect" and v.strip().lower() == "100-continue" for k, v in fields)
+        return int(lengths[0]), False, host, expect
+    return None, False, host, expect
 
 
 # --- responses ---------------------------------------------------------------------------
 
-_REASONS: dict[int, bytes] = {}
+_STATUS_LINES: dict[int, str] = {}
 
 
-def status_line(status: int, version: str = "HTTP/1.1") -> bytes:
-    reason = _REASONS.get(status)
-    if reason is None:
+def status_line_text(status: int) -> str:
+    """`HTTP/1.1 <status> <reason>\r\n` (cached per status code)."""
+    line = _STATUS_LINES.get(status)
+    if line is None:
         phrase = status_text(status) or "status code %d" % status
-        reason = _REASONS[status] = phrase.encode("latin-1")
-    return b"%s %d %s\r\n" % (version.encode("ascii"), status, reason)
+        line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {phrase}\r\n"
+    return line
 
 
 def response_head(status: int, headers: list[tuple[str, str]]) -> bytes:
     """The status line and header block of an HTTP/1.1 response."""
-    parts = [_STATUS_TEXT.get(status) or status_line(status).decode("latin-1")]
-    for name, value in headers:
-        if name not in _VALID_NAMES:
-            if not _TOKEN.fullmatch(name):
-                continue  # not a field name (e.g. "X-Colon:"): dropped, as Go does
-            if len(_VALID_NAMES) < 4096:
-                _VALID_NAMES.add(name)
-        if "\r" in value or "\n" in value or "\x00" in value:
-            value = value.replace("\r", " ").replace("\n", " ").replace("\x00", " ")
-        parts.append(f"{name}: {value}\r\n")
+    parts = [status_line_text(status)]
+    parts.extend(header_line(name, value) for name, value in headers)
     parts.append("\r\n")
     return "".join(parts).encode("latin-1", "replace")
 
 
+def header_line(name: str, value: str) -> str:
+    """`Name: value\r\n`; "" for a name that is not a field name (e.g. "X-Colon:"), which
+    is dropped, as Go does. CR, LF and NUL in a value become spaces."""
+    if name not in _VALID_NAMES:
+        if not _TOKEN.fullmatch(name):
+            return ""
+        if len(_VALID_NAMES) < 4096:
+            _VALID_NAMES.add(name)
+    if "\r" in value or "\n" in value or "\x00" in value:
+        value = value.replace("\r", " ").replace("\n", " ").replace("\x00", " ")
+    return f"{name}: {value}\r\n"
+
+
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VALID_NAMES: set[str] = set()  # names seen valid (bounded by the names configs and handlers use)
-_STATUS_TEXT = {code: status_line(code).decode("latin-1") for code in (200, 204, 206, 301, 302, 304, 308, 400, 401,
-                                                                       403, 404, 405, 412, 416, 500, 502, 503, 504)}
 
 
 def _field_value(value: str) -> bytes:
@@ -221,7 +231,7 @@ def last_chunk(trailers: list[tuple[str, str]] | None = None) -> bytes:
 
 def error_response(status: int, close: bool = True) -> bytes:
     """A complete plain response for protocol errors (no handler ran)."""
-    body = status_line(status)[9:].strip()
+    body = status_line_text(status)[9:].strip().encode("latin-1")
     headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
     if close:
         headers.append(("Connection", "close"))

@@ -59,7 +59,6 @@ class H11Parser:
             if isinstance(event, h11.Request):
                 self.head.clear()
                 target = event.target
-                self.sink.target_part(len(target))
                 headers = [(bytes(k), bytes(v)) for k, v in event.headers.raw_items()]
                 version = "HTTP/" + event.http_version.decode("ascii")
                 self.sink.head(event.method.decode("ascii"), bytes(target), version, headers,

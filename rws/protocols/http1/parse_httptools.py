@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httptools
 
-from rws.protocols.http1.core import ParseFailure, Sink
+from rws.protocols.http1.core import MAX_TARGET_BYTES, ParseFailure, Sink
 
 
 class HttptoolsParser:
@@ -46,32 +46,24 @@ class HttptoolsParser:
 
     def on_url(self, url: bytes) -> None:
         self.target += url
-        self._guard(self.sink.target_part, len(url))
+        if len(self.target) > MAX_TARGET_BYTES:
+            self.failure = ParseFailure(414, "request URI too long")
+            raise self.failure
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         parser = self.parser
-        self._guard(
-            self.sink.head,
-            parser.get_method().decode("ascii"),
-            bytes(self.target),
-            "HTTP/" + parser.get_http_version(),
-            self.headers,
-            parser.should_keep_alive(),
-            parser.should_upgrade(),
-        )
+        try:
+            self.sink.head(parser.get_method().decode("ascii"), bytes(self.target), "HTTP/" + parser.get_http_version(),
+                           self.headers, parser.should_keep_alive(), parser.should_upgrade())
+        except ParseFailure as exc:
+            self.failure = exc
+            raise
 
     def on_body(self, body: bytes) -> None:
         self.sink.body(body)
 
     def on_message_complete(self) -> None:
         self.sink.end()
-
-    def _guard(self, func, *args) -> None:  # type: ignore[no-untyped-def]
-        try:
-            func(*args)
-        except ParseFailure as exc:
-            self.failure = exc
-            raise
