@@ -28,19 +28,22 @@ class ParseFailure(Exception):
         self.message = message
 
 
-class Sink(Protocol):
-    def head(self, method: str, target: bytes, version: str, headers: list[tuple[bytes, bytes]],
-             keep_alive: bool, upgrade: bool) -> None: ...
-
-    def body(self, data: bytes) -> None: ...
-
-    def end(self) -> None: ...
-
-
 class Backend(Protocol):
+    """A parser driving the core through llhttp's callbacks (`on_message_begin`,
+    `on_url`, `on_header`, `on_headers_complete`, `on_body`, `on_message_complete`)
+    and answering for the head it just parsed."""
+
     def feed(self, data: bytes) -> None: ...
 
     def eof(self) -> None: ...
+
+    def get_method(self) -> bytes: ...
+
+    def get_http_version(self) -> str: ...
+
+    def should_keep_alive(self) -> bool: ...
+
+    def should_upgrade(self) -> bool: ...
 
 
 class Receiver(Protocol):
@@ -57,7 +60,10 @@ class Receiver(Protocol):
 
 class Http1Core:
     """One connection's HTTP/1 input: `receive_data(bytes)` tells the receiver what the
-    bytes completed."""
+    bytes completed. The backend calls the `on_*` methods as it parses."""
+
+    __slots__ = ("max_header_bytes", "receiver", "in_head", "head_bytes", "failed", "backend", "target", "fields",
+                 "special", "size")
 
     def __init__(self, backend_factory: type, receiver: Receiver,
                  max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> None:
@@ -66,9 +72,11 @@ class Http1Core:
         self.in_head = True  # between requests or inside a request head
         self.head_bytes = 0
         self.failed = False
+        self.target = b""
+        self.fields: list[tuple[str, str]] = []
+        self.special: list[tuple[str, str]] = []  # the framing fields among them
+        self.size = 0  # bytes of the head so far (target and fields)
         self.backend: Backend = backend_factory(self)
-
-    # --- input ---------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the peer (b"" at end of input)."""
@@ -87,46 +95,67 @@ class Http1Core:
             self.failed = True
             self.receiver.protocol_error(exc.status, exc.message)
 
-    # --- the backend's callbacks (the Sink) ----------------------------------------------
+    # --- the backend's callbacks ----------------------------------------------------------
 
-    def head(self, method: str, target: bytes, version: str, headers: list[tuple[bytes, bytes]],
-             keep_alive: bool, upgrade: bool) -> None:
+    def on_message_begin(self) -> None:
+        self.target = b""
+        self.fields = []
+        self.special = []
+        self.size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.target = self.target + url if self.target else url
+        if len(self.target) > MAX_TARGET_BYTES:
+            raise ParseFailure(414, "request URI too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # Both parsers refuse CR, LF and NUL in names and values; the framing fields get
+        # a closer look, once, for both.
+        self.size += len(name) + len(value) + 4
+        field = (_NAMES.get(name) or name.decode("latin-1"), value.decode("latin-1"))
+        self.fields.append(field)
+        if len(name) in _FRAMING_LENGTHS and field[0].lower() in _FRAMING_FIELDS:
+            self.special.append(field)
+
+    def on_headers_complete(self) -> None:
+        backend = self.backend
+        version = _VERSIONS.get(backend.get_http_version()) or "HTTP/" + backend.get_http_version()
         if version != "HTTP/1.1" and version != "HTTP/1.0":
             if version[5:6].isdecimal() and version[5] != "0" and version[5] != "1":
                 raise ParseFailure(505, f"unsupported HTTP version {version!r}")
             raise ParseFailure(400, f"unsupported HTTP version {version!r}")
-        size = len(target)
-        if size > MAX_TARGET_BYTES:
+        target = self.target
+        if len(target) > MAX_TARGET_BYTES:
             raise ParseFailure(414, "request URI too long")
-        # Both parsers refuse CR, LF and NUL in names and values; the framing fields get
-        # a closer look here, once, for both.
-        fields = []
-        special = []
-        for k, v in headers:
-            size += len(k) + len(v) + 4
-            field = (k.decode("latin-1"), v.decode("latin-1"))
-            fields.append(field)
-            if len(k) in _FRAMING_LENGTHS and field[0].lower() in _FRAMING_FIELDS:
-                special.append(field)
-        if size > self.max_header_bytes:
+        if self.size + len(target) > self.max_header_bytes:
             raise ParseFailure(431, "request header fields too large")
-        content_length, chunked, host, expect = _framing(special, version)
+        content_length, chunked, host, expect = _framing(self.special, version)
         if b"\x00" in target:
             raise ParseFailure(400, "invalid request target")
+        raw_method = backend.get_method()
+        method = _METHODS.get(raw_method) or raw_method.decode("ascii")
         self.in_head = False
         self.head_bytes = 0
-        self.receiver.request_received(RequestReceived(method, target.decode("latin-1"), version, fields, keep_alive,
-                                                       expect, chunked or bool(content_length), content_length,
-                                                       chunked, upgrade, host))
+        self.receiver.request_received(RequestReceived(
+            method, target.decode("latin-1"), version, self.fields, backend.should_keep_alive(), expect,
+            chunked or bool(content_length), content_length, chunked, backend.should_upgrade(), host))
 
-    def body(self, data: bytes) -> None:
+    def on_body(self, data: bytes) -> None:
         self.receiver.body_received(data)
 
-    def end(self) -> None:
+    def on_message_complete(self) -> None:
         self.in_head = True
         self.receiver.request_ended()
 
 
+_VERSIONS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
+_NAMES = {n.encode(): n for n in (  # common field names, decoded once
+    "Host", "User-Agent", "Accept", "Accept-Encoding", "Accept-Language", "Connection", "Content-Type",
+    "Content-Length", "Cookie", "Referer", "Cache-Control", "Upgrade-Insecure-Requests", "If-None-Match",
+    "If-Modified-Since", "Authorization", "Origin", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
+    "X-Real-IP", "Pragma", "Range", "Sec-Fetch-Site", "Sec-Fetch-Mode", "Sec-Fetch-Dest", "Priority",
+    "host", "user-agent", "accept", "accept-encoding", "content-type", "content-length", "connection")}
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 _FRAMING_FIELDS = frozenset({"content-length", "transfer-encoding", "host", "expect"})
 _FRAMING_LENGTHS = frozenset(len(name) for name in _FRAMING_FIELDS)
 
@@ -134,6 +163,8 @@ _FRAMING_LENGTHS = frozenset(len(name) for name in _FRAMING_FIELDS)
 def _framing(fields: list[tuple[str, str]], version: str) -> tuple[int | None, bool, str, bool]:
     """Content-Length, chunked-ness, Host and `Expect: 100-continue` of a request,
     refusing anything ambiguous."""
+    if len(fields) == 1 and fields[0][0].lower() == "host":  # most requests
+        return None, False, fields[0][1], False
     lengths: list[str] = []
     encodings: list[str] = []
     hosts = 0

@@ -1,4 +1,5 @@
-"""The h11 parser backend, for where no compiled httptools fits: same events."""
+"""The h11 parser backend, for where no compiled httptools fits: h11's events drive the
+core through the same callbacks llhttp calls."""
 
 from __future__ import annotations
 
@@ -6,19 +7,37 @@ import re
 
 import h11
 
-from rws.protocols.http1.core import ParseFailure, Sink
+from typing import Any
+
+from rws.protocols.http1.core import ParseFailure
 
 
 _OBS_FOLD = re.compile(rb"\n[ \t]")
 
 
 class H11Parser:
-    __slots__ = ("sink", "conn", "head")
+    __slots__ = ("core", "conn", "head", "method", "version", "keep_alive", "upgrade")
 
-    def __init__(self, sink: Sink) -> None:
-        self.sink = sink
+    def __init__(self, core: Any) -> None:
+        self.core = core
         self.conn = self._new_connection()
         self.head = bytearray()  # the bytes of a head still being received, to spot obs-fold
+        self.method = b""
+        self.version = ""
+        self.keep_alive = True
+        self.upgrade = False
+
+    def get_method(self) -> bytes:
+        return self.method
+
+    def get_http_version(self) -> str:
+        return self.version
+
+    def should_keep_alive(self) -> bool:
+        return self.keep_alive
+
+    def should_upgrade(self) -> bool:
+        return self.upgrade
 
     @staticmethod
     def _new_connection() -> h11.Connection:
@@ -58,15 +77,21 @@ class H11Parser:
                 return
             if isinstance(event, h11.Request):
                 self.head.clear()
-                target = event.target
+                core = self.core
+                core.on_message_begin()
+                core.on_url(bytes(event.target))
                 headers = [(bytes(k), bytes(v)) for k, v in event.headers.raw_items()]
-                version = "HTTP/" + event.http_version.decode("ascii")
-                self.sink.head(event.method.decode("ascii"), bytes(target), version, headers,
-                               _keep_alive(headers, version), _upgrade(headers))
+                for name, value in headers:
+                    core.on_header(name, value)
+                self.method = bytes(event.method)
+                self.version = event.http_version.decode("ascii")
+                self.keep_alive = _keep_alive(headers, "HTTP/" + self.version)
+                self.upgrade = _upgrade(headers)
+                core.on_headers_complete()
             elif isinstance(event, h11.Data):
-                self.sink.body(bytes(event.data))
+                self.core.on_body(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
-                self.sink.end()
+                self.core.on_message_complete()
                 self._next_cycle()
             elif isinstance(event, h11.ConnectionClosed):
                 return

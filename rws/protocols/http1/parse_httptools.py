@@ -1,21 +1,23 @@
-"""The httptools (llhttp) parser backend: bytes -> head, body chunks, ends."""
+"""The httptools (llhttp) parser backend: llhttp calls the core's callbacks itself."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httptools
 
-from rws.protocols.http1.core import MAX_TARGET_BYTES, ParseFailure, Sink
+from rws.protocols.http1.core import ParseFailure
 
 
 class HttptoolsParser:
-    __slots__ = ("sink", "parser", "target", "headers", "failure")
+    __slots__ = ("parser", "get_method", "get_http_version", "should_keep_alive", "should_upgrade")
 
-    def __init__(self, sink: Sink) -> None:
-        self.sink = sink
-        self.parser = httptools.HttpRequestParser(self)
-        self.target = bytearray()
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.failure: ParseFailure | None = None
+    def __init__(self, core: Any) -> None:
+        self.parser = parser = httptools.HttpRequestParser(core)
+        self.get_method = parser.get_method
+        self.get_http_version = parser.get_http_version
+        self.should_keep_alive = parser.should_keep_alive
+        self.should_upgrade = parser.should_upgrade
 
     def feed(self, data: bytes) -> None:
         try:
@@ -24,9 +26,9 @@ class HttptoolsParser:
             # the head is complete and was reported; what follows belongs to another
             # protocol, which rws does not speak on this connection yet
             raise ParseFailure(0, "protocol upgrade") from None
-        except httptools.HttpParserCallbackError:
-            if self.failure is not None:
-                raise self.failure from None
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, ParseFailure):
+                raise exc.__context__ from None
             raise
         except httptools.HttpParserInvalidMethodError:
             raise ParseFailure(400, "invalid method") from None
@@ -37,33 +39,3 @@ class HttptoolsParser:
 
     def eof(self) -> None:
         return
-
-    # llhttp callbacks -----------------------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        self.target.clear()
-        self.headers = []
-
-    def on_url(self, url: bytes) -> None:
-        self.target += url
-        if len(self.target) > MAX_TARGET_BYTES:
-            self.failure = ParseFailure(414, "request URI too long")
-            raise self.failure
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        parser = self.parser
-        try:
-            self.sink.head(parser.get_method().decode("ascii"), bytes(self.target), "HTTP/" + parser.get_http_version(),
-                           self.headers, parser.should_keep_alive(), parser.should_upgrade())
-        except ParseFailure as exc:
-            self.failure = exc
-            raise
-
-    def on_body(self, body: bytes) -> None:
-        self.sink.body(body)
-
-    def on_message_complete(self) -> None:
-        self.sink.end()
