@@ -44,15 +44,28 @@ def canonical_header_key(name: str) -> str:
 
 
 class Headers:
-    """Header fields in order; names compare case-insensitively; values are str."""
+    """Header fields in order; names compare case-insensitively; values are str.
 
-    __slots__ = ("_items",)
+    The set of lower-case names is built on the first lookup and kept up to date, so
+    asking for a field that is absent (the common case of conditional requests) costs
+    one set lookup."""
+
+    __slots__ = ("_items", "_names")
 
     def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
         self._items: list[tuple[str, str]] = items if items is not None else []
+        self._names: set[str] | None = None
+
+    def _has(self, lname: str) -> bool:
+        names = self._names
+        if names is None:
+            names = self._names = {k.lower() for k, _ in self._items}
+        return lname in names
 
     def get(self, name: str, default: str | None = None) -> str | None:
         lname = name.lower()
+        if not self._has(lname):
+            return default
         for k, v in self._items:
             if k == name or k.lower() == lname:
                 return v
@@ -60,6 +73,8 @@ class Headers:
 
     def get_all(self, name: str) -> list[str]:
         lname = name.lower()
+        if not self._has(lname):
+            return []
         return [v for k, v in self._items if k.lower() == lname]
 
     def joined(self, name: str) -> str:
@@ -67,33 +82,31 @@ class Headers:
         return ",".join(self.get_all(name))
 
     def __contains__(self, name: object) -> bool:
-        if not isinstance(name, str):
-            return False
-        lname = name.lower()
-        for k, _ in self._items:
-            if k == name or k.lower() == lname:
-                return True
-        return False
+        return isinstance(name, str) and self._has(name.lower())
 
     def set(self, name: str, value: str) -> None:
         self.delete(name)
-        self._items.append((name, value))
+        self.add(name, value)
 
     def set_all(self, name: str, values: list[str]) -> None:
         self.delete(name)
-        self._items.extend((name, v) for v in values)
+        for v in values:
+            self.add(name, v)
 
     def add(self, name: str, value: str) -> None:
         self._items.append((name, value))
+        if self._names is not None:
+            self._names.add(name.lower())
 
     def setdefault(self, name: str, value: str) -> None:
         if name not in self:
-            self._items.append((name, value))
+            self.add(name, value)
 
     def delete(self, name: str) -> None:
         lname = name.lower()
-        if any(k.lower() == lname for k, _ in self._items):
+        if self._has(lname):
             self._items = [(k, v) for k, v in self._items if k.lower() != lname]
+            self._names.discard(lname)  # type: ignore[union-attr]  # built by _has
 
     def names(self) -> list[str]:
         """Distinct field names, first spelling, in order."""
@@ -107,6 +120,7 @@ class Headers:
 
     def clear(self) -> None:
         self._items = []
+        self._names = None
 
     def copy(self) -> Headers:
         return Headers(list(self._items))

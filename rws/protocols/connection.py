@@ -13,6 +13,7 @@ import asyncio
 import collections
 import email.utils
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 HIGH_WATER = 256 * 1024  # buffered request body bytes before reading pauses
 MAX_PIPELINED = 16  # requests waiting their turn before reading pauses
 DRAIN_LIMIT = 256 * 1024  # unread body bytes we still read to keep a connection alive
+SMALL_FILE = 64 * 1024  # file bodies up to this size go out in one write with the head
 
 
 @dataclass(slots=True)
@@ -224,6 +226,8 @@ class HttpConnection(asyncio.Protocol):
             written = self._write_response(head, response, keep)
             if written < 0:
                 written = await self._write_stream(response.body, written == _CHUNKED, response)
+            if type(response.body) is FileBody and written < response.body.length and head.method != "HEAD":
+                keep = False  # the file shrank: the body fell short of its Content-Length
             self.app.sent(response, head, written, body)
         except asyncio.CancelledError:
             return
@@ -317,7 +321,15 @@ class HttpConnection(asyncio.Protocol):
             self._write(start)
             _close_body(body)
             return 0
-        if length is not None and kind is not FileBody:
+        if kind is FileBody:
+            if length is not None and length <= SMALL_FILE:  # read at once, sent with the head
+                try:
+                    data = os.pread(body.file.fileno(), length, body.offset)
+                finally:
+                    body.file.close()
+                self._write(start + data)
+                return len(data)
+        elif length is not None:
             self._write(start + bytes(body))
             return length
         self._write(start)

@@ -11,6 +11,7 @@ which case date conditions are ignored.
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 import time
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ _RFC850 = re.compile(r"([A-Za-z]+), (\d{2})-([A-Za-z]{3})-(\d{2}) (\d{1,2}):(\d{
 _ASCTIME = re.compile(r"([A-Za-z]{3}) ([A-Za-z]{3}) ( ?\d{1,2}) (\d{1,2}):(\d{2}):(\d{2}) (\d{4})", re.ASCII)
 
 
+@functools.lru_cache(maxsize=4096)
 def format_http_date(seconds: int) -> str:
     """Go's http.TimeFormat: `Mon, 02 Jan 2006 15:04:05 GMT`."""
     t = time.gmtime(seconds)
@@ -84,6 +86,7 @@ def _base36(n: int) -> str:
     return sign + "".join(reversed(out))
 
 
+@functools.lru_cache(maxsize=4096)
 def calculate_etag(mtime_ns: int, size: int) -> str:
     """Caddy's strong ETag: `"<mtime in ns, base 36>-<size, base 36>"`; "" when the
     modification time is not useful (see `useful_mtime`)."""
@@ -138,7 +141,7 @@ def _list_matches(header: str, etag: str, *, strong: bool) -> bool | None:
 # --- preconditions -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     """What the preconditions decided: a final status (304 or 412), or go on with `range`."""
 

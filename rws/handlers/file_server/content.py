@@ -142,7 +142,7 @@ def _respond(request: Request, headers: Headers, file: io.FileIO, size: int, mti
                 headers.set("Content-Range", f"bytes */{size}")
             return error_response(request, headers, 416, str(exc))
         ranges = []
-    if sum(r.length for r in ranges) > size:
+    if ranges and sum(r.length for r in ranges) > size:
         ranges = []  # more bytes than the file: an attack or a confused client
     headers.set("Accept-Ranges", "bytes")
     if len(ranges) > 1:

@@ -82,8 +82,13 @@ def fast_abs(path: str, cwd: str | None) -> str:
 
 def go_glob_match(pattern: str, name: str) -> bool:
     """Go's filepath.Match on a POSIX system; a malformed pattern matches nothing."""
+    if not _GLOB_SPECIAL.intersection(pattern):
+        return pattern == name
     regex = _glob_regex(pattern)
     return regex is not None and regex.fullmatch(name) is not None
+
+
+_GLOB_SPECIAL = frozenset("*?[\\")
 
 
 @functools.lru_cache(maxsize=1024)
