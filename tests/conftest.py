@@ -19,8 +19,13 @@ from rws.runtime.runtime import Runtime
 class RunningServer:
     """A Runtime on its own event loop thread; `url()` gives addresses to send requests to."""
 
-    def __init__(self, admin: bool = False, autosave: bool = False) -> None:
-        self.loop = asyncio.new_event_loop()
+    def __init__(self, admin: bool = False, autosave: bool = False, loop: str = "asyncio") -> None:
+        if loop == "uvloop":
+            import uvloop
+
+            self.loop = uvloop.new_event_loop()
+        else:
+            self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.with_admin = admin
@@ -99,13 +104,14 @@ def to_tree(config: dict[str, Any] | str) -> dict[str, Any]:
 
 @pytest.fixture
 def serve() -> Iterator[Callable[[dict[str, Any] | str], Any]]:
-    """`with serve(config) as server:` where config is a JSON tree or Rwsfile text."""
+    """`with serve(config) as server:` where config is a JSON tree or Rwsfile text
+    (`loop="uvloop"` runs it on uvloop, as `rws run` does)."""
     running: list[RunningServer] = []
 
     @contextmanager
     def start(config: dict[str, Any] | str, parser: str | None = None, admin: bool = False,
-              autosave: bool = False) -> Iterator[RunningServer]:
-        server = RunningServer(admin=admin, autosave=autosave)
+              autosave: bool = False, loop: str = "asyncio") -> Iterator[RunningServer]:
+        server = RunningServer(admin=admin, autosave=autosave, loop=loop)
         running.append(server)
         server.apply(config, parser)
         try:

@@ -336,22 +336,12 @@ class HttpConnection(asyncio.Protocol):
         return streamed
 
     async def _write_stream(self, body: Any, chunked: bool, response: Any) -> int:
-        written = 0
         if type(body) is FileBody:
             try:
-                remaining = body.length
-                body.file.seek(body.offset)
-                while remaining > 0:
-                    data = body.file.read(min(FILE_CHUNK, remaining))
-                    if not data:
-                        break
-                    remaining -= len(data)
-                    written += len(data)
-                    self._write(data)
-                    await self._drain()
+                return await self._write_file(body.file.fileno(), body.offset, body.length)
             finally:
                 body.file.close()
-            return written
+        written = 0
         async for data in body:
             if not data:
                 continue
@@ -361,6 +351,46 @@ class HttpConnection(asyncio.Protocol):
         if chunked:
             trailers = getattr(response, "trailers", None)
             self._write(last_chunk(list(trailers.items()) if trailers else None))
+        return written
+
+    async def _write_file(self, fd: int, offset: int, length: int) -> int:
+        """Send `length` bytes of a file from `offset`: with zero-copy `sendfile` straight
+        to the socket whenever the transport has nothing buffered (plain TCP and Unix
+        sockets), else a chunk through the transport, waiting until it is flushed."""
+        transport = self.transport
+        if transport is None:
+            raise ConnectionResetError("client closed the connection")
+        sock = transport.get_extra_info("socket") if transport.get_extra_info("sslcontext") is None else None
+        out = sock.fileno() if sock is not None else -1
+        written = 0
+        if out >= 0:
+            transport.set_write_buffer_limits(high=0)  # pause_writing until each chunk is out
+        try:
+            while written < length:
+                if self.transport is None or transport.is_closing():  # the descriptor may not be ours now
+                    raise ConnectionResetError("client closed the connection")
+                if out >= 0 and transport.get_write_buffer_size() == 0:
+                    try:
+                        sent = os.sendfile(out, fd, offset + written, min(length - written, 4 * FILE_CHUNK))
+                    except BlockingIOError:
+                        sent = -1
+                    except OSError as exc:
+                        raise ConnectionResetError(str(exc)) from exc
+                    if sent == 0:
+                        break  # the file shrank
+                    if sent > 0:
+                        written += sent
+                        continue
+                # the socket is full (or can't take sendfile): queue a chunk, wait until it is out
+                data = os.pread(fd, min(length - written, FILE_CHUNK), offset + written)
+                if not data:
+                    break  # the file shrank
+                self._write(data)
+                written += len(data)
+                await self._drain()
+        finally:
+            if out >= 0 and self.transport is not None:
+                transport.set_write_buffer_limits()
         return written
 
     def _write(self, data: bytes) -> None:

@@ -9,6 +9,7 @@ import json
 import shutil
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -51,6 +52,50 @@ def test_a_large_file_arrives_intact(serve, site):
         response = httpx.get(server.url("/big.bin"), timeout=30)
     assert response.status_code == 200
     assert hashlib.sha256(response.content).digest() == hashlib.sha256(data).digest()
+
+
+def _read_response(sock: socket.socket, pause_every: int = 0) -> tuple[bytes, bytes]:
+    """One response with a Content-Length: its head and body; with `pause_every`, the
+    reader sleeps after each that many bytes, a slow client that fills the socket."""
+    buffered = b""
+    while b"\r\n\r\n" not in buffered:
+        buffered += sock.recv(65536)
+    head, _, body = buffered.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    since_pause = len(body)
+    parts = [body]
+    received = len(body)
+    while received < length:
+        chunk = sock.recv(min(65536, length - received))
+        assert chunk, "connection closed before the body ended"
+        parts.append(chunk)
+        received += len(chunk)
+        since_pause += len(chunk)
+        if pause_every and since_pause >= pause_every:
+            since_pause = 0
+            time.sleep(0.002)
+    return head, b"".join(parts)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_large_files_and_ranges_to_a_slow_client_on_one_connection(serve, site, loop):
+    """Bodies over the in-memory size go out with sendfile while the socket takes them and
+    through the transport when it is full: a slow reader gets every byte, a range from an
+    offset is exact, and the connection stays usable for the next response."""
+    data = hashlib.sha256(b"seed").digest() * 200_000  # 6.4 MB of varied bytes
+    write(site / "big.bin", data)
+    with serve(site_config(site), loop=loop) as server:
+        with socket.create_connection(("127.0.0.1", server.port()), timeout=30) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: a\r\n\r\n")
+            head, body = _read_response(sock, pause_every=512 * 1024)
+            assert head.startswith(b"HTTP/1.1 200 ") and body == data
+            sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: a\r\nRange: bytes=1000001-3500000\r\n\r\n")
+            head, body = _read_response(sock)
+            assert head.startswith(b"HTTP/1.1 206 ") and body == data[1000001:3500001]
+            sock.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: a\r\n\r\n")
+            head, body = _read_response(sock)
+            assert head.startswith(b"HTTP/1.1 200 ") and body == b"hello, world\n"
 
 
 def test_head_over_http_has_the_length_and_no_body(serve, site):
