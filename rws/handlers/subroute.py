@@ -132,7 +132,7 @@ class Subroute:
 
     async def handle(self, request: Request, next: Next) -> Response:
         try:
-            return await self.routes.serve(request, next)
+            return await self.routes._run(0, request, next, None)
         except HttpError as exc:
             if self.errors is None:
                 raise

@@ -84,10 +84,11 @@ class HttpConnection(asyncio.Protocol):
         self._arm(self.timeouts.idle)
 
     def data_received(self, data: bytes) -> None:
-        if self.core.in_head and not self.head_timer and not self.pending and self.task is None:
-            self.head_timer = True
+        core = self.core
+        core.receive_data(data)
+        if core.in_head and core.head_bytes and not self.head_timer and not self.pending and self.task is None:
+            self.head_timer = True  # part of a head came: it must be complete within read_header
             self._arm(self.timeouts.read_header)
-        self.core.receive_data(data)
         self._proceed()
 
     def eof_received(self) -> bool | None:

@@ -111,10 +111,11 @@ class Http1Core:
     def on_header(self, name: bytes, value: bytes) -> None:
         # Both parsers refuse CR, LF and NUL in names and values; the framing fields get
         # a closer look, once, for both.
-        self.size += len(name) + len(value) + 4
+        size = len(name)
+        self.size += size + len(value) + 4
         field = (_NAMES.get(name) or name.decode("latin-1"), value.decode("latin-1"))
         self.fields.append(field)
-        if len(name) in _FRAMING_LENGTHS and field[0].lower() in _FRAMING_FIELDS:
+        if size in _FRAMING_LENGTHS and field[0].lower() in _FRAMING_FIELDS:
             self.special.append(field)
 
     def on_headers_complete(self) -> None:
