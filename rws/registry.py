@@ -106,6 +106,7 @@ MODULES: dict[str, str] = {
     "http.reverse_proxy.upstreams.a": "rws.handlers.reverse_proxy.config:A_UPSTREAMS",
     "http.reverse_proxy.upstreams.srv": "rws.handlers.reverse_proxy.config:SRV_UPSTREAMS",
     "http.reverse_proxy.upstreams.multi": "rws.handlers.reverse_proxy.config:MULTI_UPSTREAMS",
+    "http.reverse_proxy.upstreams.file": "rws.handlers.reverse_proxy.config:FILE_UPSTREAMS",
     # outbound proxies (the reverse proxy's http transport)
     "caddy.network_proxy.url": "rws.handlers.reverse_proxy.config:NETWORK_PROXY_URL",
     "caddy.network_proxy.none": "rws.handlers.reverse_proxy.config:NETWORK_PROXY_NONE",

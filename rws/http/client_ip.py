@@ -26,12 +26,16 @@ class ClientIp:
     def _trusted(self, addr: IpAddress) -> bool:
         return any(addr.version == net.version and addr in net for net in self.ranges)
 
+    def peer_trusted(self, request: Request) -> bool:
+        """Whether the connection comes from one of the trusted proxies."""
+        if not self.ranges:
+            return False
+        parsed = parse_address(request.remote_ip)
+        return parsed is not None and self._trusted(parsed[0])
+
     def of(self, request: Request) -> str:
         peer = request.remote_ip
-        if not self.ranges:
-            return peer
-        parsed = parse_address(peer)
-        if parsed is None or not self._trusted(parsed[0]):
+        if not self.peer_trusted(request):
             return peer
         values = [v.strip() for name in self.headers for joined in request.headers.get_all(name)
                   for v in joined.split(",") if v.strip()]

@@ -82,7 +82,11 @@ class HttpServer:
                 self.valid_hosts.add(authority)
         request.content_length = head.content_length
         request.chunked = head.chunked
-        request.vars["client_ip"] = self.client_ip.of(request) if self.client_ip.ranges else request.remote_ip
+        if self.client_ip.ranges:
+            request.vars["client_ip"] = self.client_ip.of(request)
+            request.vars["trusted_proxy"] = self.client_ip.peer_trusted(request)
+        else:
+            request.vars["client_ip"] = request.remote_ip
         conn.exchange = request
         request.informational = conn.send_informational
         metrics = self.metrics

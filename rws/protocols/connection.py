@@ -68,6 +68,8 @@ class HttpConnection(asyncio.Protocol):
         self.stop_after_current = False
         self.head_timer = False  # the read_header timer runs for the head being received
         self.exchange: Any = None  # the app's state for the exchange in flight
+        self.upgrade_buffer: bytearray | None = None  # bytes after a request that asked to switch protocols
+        self.tunnel: Any = None  # after a 101: what carries the bytes both ways
         self.exchange_version = "HTTP/1.1"
 
     # --- asyncio.Protocol ------------------------------------------------------------------
@@ -84,6 +86,15 @@ class HttpConnection(asyncio.Protocol):
         self._arm(self.timeouts.idle)
 
     def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.client_data(data)
+            return
+        if self.upgrade_buffer is not None:
+            self.upgrade_buffer += data  # the new protocol's first bytes, before the 101
+            if len(self.upgrade_buffer) > HIGH_WATER and self.transport is not None:
+                self.reading_paused = True
+                self.transport.pause_reading()
+            return
         core = self.core
         core.receive_data(data)
         if core.in_head and core.head_bytes and not self.head_timer and not self.pending and self.task is None:
@@ -92,6 +103,9 @@ class HttpConnection(asyncio.Protocol):
         self._proceed()
 
     def eof_received(self) -> bool | None:
+        if self.tunnel is not None:
+            self.tunnel.client_eof()
+            return True
         self.core.receive_data(b"")
         if self.receiving is not None and not self.receiving.complete:
             self.receiving.finish(ConnectionResetError("client closed the connection"))
@@ -103,6 +117,8 @@ class HttpConnection(asyncio.Protocol):
         return True  # keep our side open until the response in flight is written
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.tunnel is not None:
+            self.tunnel.client_lost()
         self._disarm()
         self.deadlines.forget(self)
         if self.receiving is not None and not self.receiving.complete:
@@ -118,10 +134,14 @@ class HttpConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         if self.write_paused is None or self.write_paused.done():
             self.write_paused = self.loop.create_future()
+        if self.tunnel is not None:
+            self.tunnel.client_pause_writing()
 
     def resume_writing(self) -> None:
         if self.write_paused is not None and not self.write_paused.done():
             self.write_paused.set_result(None)
+        if self.tunnel is not None:
+            self.tunnel.client_resume_writing()
 
     # --- what the core received (the Receiver) -------------------------------------------
 
@@ -154,11 +174,6 @@ class HttpConnection(asyncio.Protocol):
             self._start_next()
 
     def protocol_error(self, status: int, message: str) -> None:
-        if status == 0:  # an upgrade we don't speak: finish what we have, then close
-            self.closing = True
-            if self.task is None and self.pending:
-                self._start_next()
-            return
         log.debug("malformed request", extra={"status": status, "reason": message})
         if self.receiving is not None and not self.receiving.complete:
             self.receiving.finish(ConnectionResetError(message))
@@ -169,6 +184,14 @@ class HttpConnection(asyncio.Protocol):
             self.closing = True
             self.stop_after_current = True
             self.pending.clear()
+
+    def upgrade_requested(self, leftover: bytes) -> None:
+        """The request just received switches protocols if its handler agrees (a `101`
+        with a tunnel); otherwise the connection closes after the response."""
+        self.closing = True
+        self.upgrade_buffer = bytearray(leftover)
+        if self.task is None and self.pending:
+            self._start_next()
 
     def _flow_control(self) -> None:
         buffered = sum(b.size for _, b in self.pending) + (self.receiving.size if self.receiving else 0)
@@ -224,6 +247,11 @@ class HttpConnection(asyncio.Protocol):
                 body.size = 0
             else:
                 keep = await self._unread_body_allows(body, keep)
+            tunnel = getattr(response, "tunnel", None)
+            if response.status == 101 and tunnel is not None and self.upgrade_buffer is not None:
+                self._write_response(head, response, True)
+                await self._run_tunnel(tunnel)
+                return
             written = self._write_response(head, response, keep)
             if written < 0:
                 written = await self._write_stream(response.body, written == _CHUNKED, response)
@@ -248,6 +276,21 @@ class HttpConnection(asyncio.Protocol):
             self._arm(self.timeouts.idle)
             if self.reading_paused:
                 self.resume_if_needed()
+
+    async def _run_tunnel(self, tunnel: Any) -> None:
+        """Carry the new protocol's bytes both ways until either side ends it; then close."""
+        self._disarm()
+        leftover = bytes(self.upgrade_buffer or b"")
+        self.upgrade_buffer = None
+        self.tunnel = tunnel
+        if self.reading_paused and self.transport is not None:
+            self.reading_paused = False
+            self.transport.resume_reading()
+        try:
+            await tunnel.run(self, leftover)
+        finally:
+            self.tunnel = None
+            self._close()
 
     async def _unread_body_allows(self, body: BodyStream, keep: bool) -> bool:
         """Whether the connection can go on after a handler left part of the body unread."""

@@ -73,8 +73,10 @@ class Runtime:
         self.stop_task = asyncio.get_running_loop().create_task(self.stop())
 
     def upstreams(self) -> list[dict[str, Any]]:
-        """What `GET /reverse_proxy/upstreams` reports (the proxies' static upstreams)."""
-        return []
+        """What `GET /reverse_proxy/upstreams` reports: every upstream host in use."""
+        from rws.handlers.reverse_proxy.upstreams import upstream_states
+
+        return upstream_states()
 
     def metrics_text(self) -> str:
         """The Prometheus text of `GET /metrics`."""

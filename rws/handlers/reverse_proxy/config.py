@@ -38,6 +38,7 @@ from rws.handlers.reverse_proxy.transport_config import (
 from rws.handlers.reverse_proxy.upstreams_config import (
     UPSTREAM_SOURCE,
     AUpstreamsConfig,
+    FileUpstreamsConfig,
     MultiUpstreamsConfig,
     SrvUpstreamsConfig,
 )
@@ -187,6 +188,7 @@ class CopyResponseHeadersConfig:
 REVERSE_PROXY = ModuleSpec(
     id="http.handlers.reverse_proxy",
     config=ReverseProxyConfig,
+    runtime="rws.handlers.reverse_proxy.handler:build_reverse_proxy",
     directives={
         "reverse_proxy": Directive(directive.parse_reverse_proxy),
         "forward_auth": Directive(directive.parse_forward_auth),
@@ -204,29 +206,81 @@ COPY_RESPONSE_HEADERS = ModuleSpec(
 )
 
 HTTP_TRANSPORT = ModuleSpec(
-    id="http.reverse_proxy.transport.http", config=HttpTransportConfig, rwsfile=transport_directive.parse_http_transport
+    id="http.reverse_proxy.transport.http",
+    config=HttpTransportConfig,
+    rwsfile=transport_directive.parse_http_transport,
+    runtime="rws.handlers.reverse_proxy.upstream_pool:build_http_transport",
 )
 
 _POLICY = "http.reverse_proxy.selection_policies."
-RANDOM = ModuleSpec(id=_POLICY + "random", config=NoOptionsPolicyConfig, rwsfile=module_directives.parse_no_options)
-RANDOM_CHOOSE = ModuleSpec(id=_POLICY + "random_choose", config=RandomChooseConfig, rwsfile=module_directives.parse_random_choose)
-LEAST_CONN = ModuleSpec(id=_POLICY + "least_conn", config=NoOptionsPolicyConfig, rwsfile=module_directives.parse_no_options)
-ROUND_ROBIN = ModuleSpec(id=_POLICY + "round_robin", config=NoOptionsPolicyConfig, rwsfile=module_directives.parse_no_options)
-WEIGHTED_ROUND_ROBIN = ModuleSpec(
-    id=_POLICY + "weighted_round_robin", config=WeightedRoundRobinConfig, rwsfile=module_directives.parse_weighted_round_robin
+RANDOM = ModuleSpec(
+    id=_POLICY + "random", config=NoOptionsPolicyConfig, rwsfile=module_directives.parse_no_options,
+    runtime="rws.handlers.reverse_proxy.selection:build_random",
 )
-FIRST = ModuleSpec(id=_POLICY + "first", config=NoOptionsPolicyConfig, rwsfile=module_directives.parse_no_options)
-IP_HASH = ModuleSpec(id=_POLICY + "ip_hash", config=NoOptionsPolicyConfig, rwsfile=module_directives.parse_no_options)
-CLIENT_IP_HASH = ModuleSpec(id=_POLICY + "client_ip_hash", config=NoOptionsPolicyConfig, rwsfile=module_directives.parse_no_options)
-URI_HASH = ModuleSpec(id=_POLICY + "uri_hash", config=NoOptionsPolicyConfig, rwsfile=module_directives.parse_no_options)
-QUERY_HASH = ModuleSpec(id=_POLICY + "query", config=QueryHashConfig, rwsfile=module_directives.parse_query_hash)
-HEADER_HASH = ModuleSpec(id=_POLICY + "header", config=HeaderHashConfig, rwsfile=module_directives.parse_header_hash)
-COOKIE_HASH = ModuleSpec(id=_POLICY + "cookie", config=CookieHashConfig, rwsfile=module_directives.parse_cookie_hash)
+RANDOM_CHOOSE = ModuleSpec(
+    id=_POLICY + "random_choose", config=RandomChooseConfig, rwsfile=module_directives.parse_random_choose,
+    runtime="rws.handlers.reverse_proxy.selection:build_random_choose",
+)
+LEAST_CONN = ModuleSpec(
+    id=_POLICY + "least_conn", config=NoOptionsPolicyConfig, rwsfile=module_directives.parse_no_options,
+    runtime="rws.handlers.reverse_proxy.selection:build_least_conn",
+)
+ROUND_ROBIN = ModuleSpec(
+    id=_POLICY + "round_robin", config=NoOptionsPolicyConfig, rwsfile=module_directives.parse_no_options,
+    runtime="rws.handlers.reverse_proxy.selection:build_round_robin",
+)
+WEIGHTED_ROUND_ROBIN = ModuleSpec(
+    id=_POLICY + "weighted_round_robin", config=WeightedRoundRobinConfig, rwsfile=module_directives.parse_weighted_round_robin,
+    runtime="rws.handlers.reverse_proxy.selection:build_weighted_round_robin",
+)
+FIRST = ModuleSpec(
+    id=_POLICY + "first", config=NoOptionsPolicyConfig, rwsfile=module_directives.parse_no_options,
+    runtime="rws.handlers.reverse_proxy.selection:build_first",
+)
+IP_HASH = ModuleSpec(
+    id=_POLICY + "ip_hash", config=NoOptionsPolicyConfig, rwsfile=module_directives.parse_no_options,
+    runtime="rws.handlers.reverse_proxy.selection:build_ip_hash",
+)
+CLIENT_IP_HASH = ModuleSpec(
+    id=_POLICY + "client_ip_hash", config=NoOptionsPolicyConfig, rwsfile=module_directives.parse_no_options,
+    runtime="rws.handlers.reverse_proxy.selection:build_client_ip_hash",
+)
+URI_HASH = ModuleSpec(
+    id=_POLICY + "uri_hash", config=NoOptionsPolicyConfig, rwsfile=module_directives.parse_no_options,
+    runtime="rws.handlers.reverse_proxy.selection:build_uri_hash",
+)
+QUERY_HASH = ModuleSpec(
+    id=_POLICY + "query", config=QueryHashConfig, rwsfile=module_directives.parse_query_hash,
+    runtime="rws.handlers.reverse_proxy.selection:build_query_hash",
+)
+HEADER_HASH = ModuleSpec(
+    id=_POLICY + "header", config=HeaderHashConfig, rwsfile=module_directives.parse_header_hash,
+    runtime="rws.handlers.reverse_proxy.selection:build_header_hash",
+)
+COOKIE_HASH = ModuleSpec(
+    id=_POLICY + "cookie", config=CookieHashConfig, rwsfile=module_directives.parse_cookie_hash,
+    runtime="rws.handlers.reverse_proxy.selection:build_cookie_hash",
+)
 
 _SOURCE = "http.reverse_proxy.upstreams."
-A_UPSTREAMS = ModuleSpec(id=_SOURCE + "a", config=AUpstreamsConfig, rwsfile=module_directives.parse_a_upstreams)
-SRV_UPSTREAMS = ModuleSpec(id=_SOURCE + "srv", config=SrvUpstreamsConfig, rwsfile=module_directives.parse_srv_upstreams)
-MULTI_UPSTREAMS = ModuleSpec(id=_SOURCE + "multi", config=MultiUpstreamsConfig, rwsfile=module_directives.parse_multi_upstreams)
+A_UPSTREAMS = ModuleSpec(
+    id=_SOURCE + "a", config=AUpstreamsConfig, rwsfile=module_directives.parse_a_upstreams,
+    runtime="rws.handlers.reverse_proxy.dynamic:build_a",
+)
+SRV_UPSTREAMS = ModuleSpec(
+    id=_SOURCE + "srv", config=SrvUpstreamsConfig, rwsfile=module_directives.parse_srv_upstreams,
+    runtime="rws.handlers.reverse_proxy.dynamic:build_srv",
+)
+FILE_UPSTREAMS = ModuleSpec(
+    id=_SOURCE + "file",
+    config=FileUpstreamsConfig,
+    rwsfile=module_directives.parse_file_upstreams,
+    runtime="rws.handlers.reverse_proxy.dynamic:build_file",
+)
+MULTI_UPSTREAMS = ModuleSpec(
+    id=_SOURCE + "multi", config=MultiUpstreamsConfig, rwsfile=module_directives.parse_multi_upstreams,
+    runtime="rws.handlers.reverse_proxy.dynamic:build_multi",
+)
 
 # Not yet in rws.registry.MODULES (the ACME issuer uses this namespace too).
 NETWORK_PROXY_URL = ModuleSpec(id="caddy.network_proxy.url", config=NetworkProxyUrlConfig)

@@ -2,8 +2,9 @@
 
 A source is a JSON object named by its `"source"` key. `a` looks up A/AAAA records of
 `name` and dials `port` on each address; `srv` looks up SRV records of
-`_service._proto.name` (or of `name` alone when service and proto are empty); `multi`
-concatenates the results of several sources.
+`_service._proto.name` (or of `name` alone when service and proto are empty); `file`
+(rws's own) reads one address per line of a file; `multi` concatenates the results of
+several sources.
 """
 
 from __future__ import annotations
@@ -70,6 +71,19 @@ class AUpstreamsConfig:
     dial_timeout: Duration = 0.0
     dial_fallback_delay: Duration = 0.0
     versions: IpVersionsConfig | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileUpstreamsConfig:
+    """rws's own source: one upstream address per line of a file (`#` starts a comment),
+    read again when the file changes (checked every `refresh`)."""
+
+    path: str = ""
+    refresh: Duration = 0.0  # 0 means the default, 1s
+
+    def validate(self, path: str) -> None:
+        if not self.path:
+            raise ConfigError(f"{path}.path", "a file path is required")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

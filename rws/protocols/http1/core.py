@@ -19,6 +19,15 @@ DEFAULT_MAX_HEADER_BYTES = 1024 * 1024
 MAX_TARGET_BYTES = 64 * 1024
 
 
+class UpgradeRequested(Exception):
+    """A backend's report that the request just parsed switches protocols: what follows
+    it (`leftover`, and everything after) belongs to the new protocol."""
+
+    def __init__(self, leftover: bytes) -> None:
+        super().__init__("protocol upgrade")
+        self.leftover = leftover
+
+
 class ParseFailure(Exception):
     """A backend's report of malformed input, with the status to answer."""
 
@@ -57,6 +66,8 @@ class Receiver(Protocol):
 
     def protocol_error(self, status: int, message: str) -> None: ...
 
+    def upgrade_requested(self, leftover: bytes) -> None: ...
+
 
 class Http1Core:
     """One connection's HTTP/1 input: `receive_data(bytes)` tells the receiver what the
@@ -94,6 +105,9 @@ class Http1Core:
         except ParseFailure as exc:
             self.failed = True
             self.receiver.protocol_error(exc.status, exc.message)
+        except UpgradeRequested as exc:
+            self.failed = True  # no more HTTP/1 on this connection
+            self.receiver.upgrade_requested(exc.leftover)
 
     # --- the backend's callbacks ----------------------------------------------------------
 

@@ -9,7 +9,7 @@ import h11
 
 from typing import Any
 
-from rws.protocols.http1.core import ParseFailure
+from rws.protocols.http1.core import ParseFailure, UpgradeRequested
 
 
 _OBS_FOLD = re.compile(rb"\n[ \t]")
@@ -92,6 +92,8 @@ class H11Parser:
                 self.core.on_body(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
                 self.core.on_message_complete()
+                if self.upgrade:
+                    raise UpgradeRequested(self.conn.trailing_data[0])
                 self._next_cycle()
             elif isinstance(event, h11.ConnectionClosed):
                 return

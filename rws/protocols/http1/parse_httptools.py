@@ -6,7 +6,7 @@ from typing import Any
 
 import httptools
 
-from rws.protocols.http1.core import ParseFailure
+from rws.protocols.http1.core import ParseFailure, UpgradeRequested
 
 
 class HttptoolsParser:
@@ -22,10 +22,10 @@ class HttptoolsParser:
     def feed(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # the head is complete and was reported; what follows belongs to another
-            # protocol, which rws does not speak on this connection yet
-            raise ParseFailure(0, "protocol upgrade") from None
+        except httptools.HttpParserUpgrade as exc:
+            # the request is complete and was reported; what follows belongs to another protocol
+            offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
+            raise UpgradeRequested(data[offset:]) from None
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, ParseFailure):
                 raise exc.__context__ from None

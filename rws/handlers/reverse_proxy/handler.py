@@ -1,0 +1,340 @@
+"""The `reverse_proxy` handler: choose an upstream, send it the request, stream back the
+response; try another upstream when that is safe.
+
+Per request: the upstream-bound header fields are prepared once (forwarding.py); then
+each attempt picks an upstream with the selection policy among the available ones, sets
+the `{http.reverse_proxy.upstream.*}` placeholders, applies `header_up`, and sends the
+request through the transport (upstream_pool.py). A failed attempt counts against the
+upstream's health and is retried, within `lb_retries`/`lb_try_duration` and the retry
+budget, when no byte reached the upstream (a dial error, or no upstream available) or
+when the request is idempotent and its body can be sent again. The response streams to
+the client with `header_down` applied; an upstream's `101 Switching Protocols` turns the
+exchange into a two-way byte stream (streaming.py).
+
+Errors: no upstream available → 503; a dial or protocol failure → 502; no response
+within the transport's timeouts → 504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import Any, AsyncIterator
+
+from rws.errors import HttpError
+from rws.handlers.headers import HeaderOps, ResponseMatcher
+from rws.handlers.reverse_proxy.config import ReverseProxyConfig
+from rws.handlers.reverse_proxy.forwarding import client_response_headers, request_head, upstream_request_headers
+from rws.handlers.reverse_proxy.transport_config import HttpTransportConfig
+from rws.handlers.reverse_proxy.upstream_pool import (
+    DialError,
+    HttpTransport,
+    UpstreamError,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
+from rws.handlers.reverse_proxy.upstreams import Upstream, acquire_host, release_host
+from rws.handlers.rewrite_runtime import Rewrite
+from rws.http.matchers.ip import parse_range
+from rws.http.message import EMPTY_BODY, Headers, Next, Request, Response
+from rws.http.placeholders import compile_template
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+DEFAULT_TRY_INTERVAL = 0.25
+
+
+class RetryBudget:
+    """Retries may add at most `ratio` of the requests (plus a few per second), so a
+    failing upstream can't turn into a retry storm."""
+
+    __slots__ = ("ratio", "tokens", "cap", "minimum", "window", "spent")
+
+    def __init__(self, ratio: float = 0.2, minimum: int = 10) -> None:
+        self.ratio = ratio
+        self.cap = 100.0
+        self.tokens = 0.0
+        self.minimum = minimum  # retries allowed per second regardless of traffic
+        self.window = 0
+        self.spent = 0
+
+    def deposit(self) -> None:
+        self.tokens = min(self.cap, self.tokens + self.ratio)
+
+    def withdraw(self) -> bool:
+        second = int(time.monotonic())
+        if second != self.window:
+            self.window, self.spent = second, 0
+        if self.spent < self.minimum:
+            self.spent += 1
+            return True
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class ReverseProxy:
+    """The runtime of `http.handlers.reverse_proxy`."""
+
+    def __init__(self, config: ReverseProxyConfig, ctx: Any) -> None:
+        try:
+            from rws.handlers.reverse_proxy.health import Health
+        except ImportError:  # TEMP while health.py is written
+            Health = _TempHealth  # type: ignore
+        from rws.handlers.reverse_proxy.selection import build_random
+
+        self.transport: HttpTransport = (ctx.build(config.transport) if config.transport is not None
+                                         else _default_transport(ctx))
+        lb = config.load_balancing
+        self.policy: Any = (ctx.build(lb.selection_policy) if lb is not None and lb.selection_policy is not None
+                            else build_random(None, ctx))
+        self.retries = lb.retries if lb is not None else 0
+        self.try_duration = lb.try_duration if lb is not None else 0.0
+        self.try_interval = (lb.try_interval or (DEFAULT_TRY_INTERVAL if self.try_duration else 0.0)) if lb else 0.0
+        self.retry_match = ctx.build_matcher_sets(lb.retry_match) if lb is not None and lb.retry_match else ()
+        self.budget = RetryBudget()
+        self.trusted = tuple(parse_range(r)[0] for r in config.trusted_proxies)
+        headers = config.headers
+        self.header_up = HeaderOps(headers.request) if headers is not None and headers.request is not None else None
+        response_ops = headers.response if headers is not None else None
+        self.header_down = HeaderOps(response_ops) if response_ops is not None else None
+        self.header_down_require = (ResponseMatcher(response_ops.require)
+                                    if response_ops is not None and response_ops.require is not None else None)
+        self.rewrite = Rewrite(config.rewrite) if config.rewrite is not None else None
+        self.dynamic = ctx.build(config.dynamic_upstreams) if config.dynamic_upstreams is not None else None
+        self.templated = any("{" in u.dial for u in config.upstreams)
+        self.upstreams: list[Upstream] = []
+        self.hosts: dict[str, Upstream] = {}  # dial address -> upstream, for templated and dynamic ones
+        self.health = Health(config.health_checks, (), dial=self._dial_stream)
+        if not self.templated:
+            self.upstreams = [self._upstream(u.dial, u.max_requests) for u in config.upstreams]
+            self.health = Health(config.health_checks, self.upstreams, dial=self._dial_stream)
+            for upstream in self.upstreams:
+                upstream.max_fails, upstream.breaker = self.health.max_fails, self.health.breaker
+        self.max_requests = {u.dial: u.max_requests for u in config.upstreams}
+        self.dial_templates = [(compile_template(u.dial), u.max_requests) for u in config.upstreams] if self.templated else []
+        self.health.start()
+        ctx.on_close(self.close)
+
+    # --- upstreams ---------------------------------------------------------------------------
+
+    def _upstream(self, dial: str, max_requests: int = 0) -> Upstream:
+        return Upstream(dial, acquire_host(dial), max_requests)
+
+    def _known(self, dial: str, max_requests: int = 0) -> Upstream:
+        upstream = self.hosts.get(dial)
+        if upstream is None:
+            upstream = self.hosts[dial] = self._upstream(dial, max_requests)
+            upstream.max_fails, upstream.breaker = self.health.max_fails, self.health.breaker
+        return upstream
+
+    async def _pool(self, request: Request) -> list[Upstream]:
+        if self.dynamic is not None:
+            try:
+                dials = await self.dynamic.get_upstreams(request)
+            except HttpError:
+                if not self.upstreams:
+                    raise
+                log.error("failed getting dynamic upstreams; falling back to static upstreams")
+            else:
+                return [self._known(d) for d in dials]
+        if self.templated:
+            return [self._known(t.render(request), n) for t, n in self.dial_templates]
+        return self.upstreams
+
+    async def _dial_stream(self, upstream: Upstream, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await self.transport.open_stream(upstream.dial, timeout)
+
+    def close(self) -> None:
+        self.health.close()
+        for upstream in [*self.upstreams, *self.hosts.values()]:
+            release_host(upstream.host)
+        self.upstreams = []
+        self.hosts.clear()
+
+    # --- requests ----------------------------------------------------------------------------
+
+    async def handle(self, request: Request, next: Next) -> Response:
+        self.budget.deposit()
+        method, target = request.method, request.uri
+        body: Any = request.body
+        selecting = request  # what the selection policy looks at: the request as it goes upstream
+        if self.rewrite is not None:
+            selecting = self.rewrite.rewrite(request)
+            if selecting.method != method and selecting.method in ("GET", "HEAD"):
+                body = None  # as Caddy: a rewrite to GET or HEAD sends no body
+            method, target = selecting.method, selecting.uri
+        trusted = bool(request.vars.get("trusted_proxy")) or self._trusted(request.remote_ip)
+        base_headers, upgrade = upstream_request_headers(request, trusted)
+        has_body = body is not None and body is not EMPTY_BODY and (request.chunked or bool(request.content_length))
+        if not has_body:
+            body = None
+            base_headers.delete("Content-Length")
+            base_headers.delete("Transfer-Encoding")
+        elif request.chunked:
+            base_headers.delete("Content-Length")
+            base_headers.add("Transfer-Encoding", "chunked")
+        start = time.monotonic()
+        retries = 0
+        tried: set[str] = set()
+        replayable = body is None and method in IDEMPOTENT
+        while True:
+            pool = await self._pool(request)
+            if tried:  # a retry goes to another upstream while there is one
+                pool = [u for u in pool if u.dial not in tried] or pool
+            upstream = self.policy.select(pool, selecting)
+            if upstream is None:
+                error = HttpError(503, "no upstreams available")
+                if not self._try_again(start, retries, request, sent=False):
+                    raise error
+                retries += 1
+                await self._pause()
+                continue
+            self._set_placeholders(request, upstream)
+            headers = base_headers
+            if self.header_up is not None:
+                headers = base_headers.copy()
+                self.header_up.apply(headers, request)
+            if "Host" not in headers:
+                headers.add("Host", request.authority or upstream.dial)
+            head = request_head(method, target, headers)
+            began = time.monotonic()
+            host = upstream.host
+            host.num_requests += 1
+            if upstream.breaker is not None and host.circuit != "closed":
+                host.probing = True
+            try:
+                response = await self.transport.round_trip(upstream.dial, head, body, chunked=request.chunked,
+                                                           head_only=method == "HEAD", replayable=replayable,
+                                                           informational=request.informational)
+            except (DialError, UpstreamTimeout, UpstreamError) as exc:
+                host.num_requests -= 1
+                tried.add(upstream.dial)
+                self.health.record(upstream, None, time.monotonic() - began, True)
+                sent = not isinstance(exc, DialError)
+                status = 504 if isinstance(exc, UpstreamTimeout) else 502
+                log.debug("upstream attempt failed", extra={"upstream": upstream.dial, "error": str(exc)})
+                if not self._try_again(start, retries, request, sent=sent, has_body=has_body):
+                    raise HttpError(status, str(exc)) from None
+                retries += 1
+                await self._pause()
+                continue
+            self.health.record(upstream, response.status, time.monotonic() - began, False)
+            return self._respond(request, upstream, response, upgrade)
+
+    def _trusted(self, remote_ip: str) -> bool:
+        if not self.trusted or not remote_ip:
+            return False
+        from rws.http.matchers.ip import parse_address
+
+        parsed = parse_address(remote_ip)
+        return parsed is not None and any(parsed[0].version == n.version and parsed[0] in n for n in self.trusted)
+
+    def _try_again(self, start: float, retries: int, request: Request, *, sent: bool, has_body: bool = False) -> bool:
+        if not self.try_duration and not self.retries:
+            return False
+        if self.try_duration and time.monotonic() - start >= self.try_duration:
+            return False
+        if self.retries and retries >= self.retries:
+            return False
+        if sent:
+            if has_body:
+                return False  # the body was read from the client and can't be sent again
+            if self.retry_match:
+                from rws.http.routes import match_any
+
+                if not match_any(self.retry_match, request):
+                    return False
+            elif request.method not in IDEMPOTENT:
+                return False
+        return self.budget.withdraw()
+
+    async def _pause(self) -> None:
+        if self.try_interval:
+            await asyncio.sleep(self.try_interval * random.uniform(0.5, 1.5))
+
+    def _set_placeholders(self, request: Request, upstream: Upstream) -> None:
+        dial = upstream.dial
+        host, _, port = dial.rpartition(":") if not dial.startswith("unix/") else (dial, "", "")
+        values = request.values
+        values["http.reverse_proxy.upstream.address"] = dial
+        values["http.reverse_proxy.upstream.hostport"] = dial
+        values["http.reverse_proxy.upstream.host"] = host.strip("[]")
+        values["http.reverse_proxy.upstream.port"] = port
+        values["http.reverse_proxy.upstream.requests"] = upstream.host.num_requests
+        values["http.reverse_proxy.upstream.max_requests"] = upstream.max_requests
+        values["http.reverse_proxy.upstream.fails"] = upstream.host.fails
+
+    def _respond(self, request: Request, upstream: Upstream, response: UpstreamResponse, upgrade: str) -> Response:
+        headers = client_response_headers(response.headers, request.response_headers)
+        values = request.values
+        values["http.reverse_proxy.status_code"] = response.status
+        values["http.reverse_proxy.status_text"] = ""
+        if self.header_down is not None and (self.header_down_require is None
+                                             or self.header_down_require.match(response.status, headers)):
+            self.header_down.apply(headers, request)
+        host = upstream.host
+        if response.status == 101 and response.upgraded is not None:
+            from rws.handlers.reverse_proxy.streaming import tunnel_response
+
+            headers.set("Connection", "Upgrade")
+            headers.set("Upgrade", response_header(response, "Upgrade") or upgrade)
+            return tunnel_response(headers, response.upgraded, on_close=lambda: _done(host))
+        if response.body is None:
+            host.num_requests -= 1
+            if response.length is not None and request.method == "HEAD" and "Content-Length" not in headers:
+                headers.set("Content-Length", str(response.length))
+            return Response(response.status, headers, b"")
+        return Response(response.status, headers, _counted(response.body, host))
+
+
+def response_header(response: UpstreamResponse, name: str) -> str:
+    lname = name.lower()
+    return next((v for k, v in response.headers if k.lower() == lname), "")
+
+
+def _done(host: Any) -> None:
+    host.num_requests -= 1
+
+
+async def _counted(body: AsyncIterator[bytes], host: Any) -> AsyncIterator[bytes]:
+    """The upstream's body; the upstream's request stays counted until it ends."""
+    try:
+        async for data in body:
+            yield data
+    finally:
+        host.num_requests -= 1
+        close = getattr(body, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _default_transport(ctx: Any) -> HttpTransport:
+    from rws.handlers.reverse_proxy.upstream_pool import build_http_transport
+
+    return build_http_transport(HttpTransportConfig(), ctx)
+
+
+def build_reverse_proxy(config: ReverseProxyConfig, ctx: Any) -> ReverseProxy:
+    return ReverseProxy(config, ctx)
+
+
+class _TempHealth:  # TEMP
+    max_fails = 0
+    breaker = None
+
+    def __init__(self, *a: Any, **k: Any) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def record(self, *a: Any) -> None:
+        pass
