@@ -286,9 +286,7 @@ class ReverseProxy:
             return tunnel_response(headers, response.upgraded, on_close=lambda: _done(host))
         if response.body is None:
             host.num_requests -= 1
-            if response.length is not None and request.method == "HEAD" and "Content-Length" not in headers:
-                headers.set("Content-Length", str(response.length))
-            return Response(response.status, headers, b"")
+            return Response(response.status, headers, response.data)
         return Response(response.status, headers, _counted(response.body, host))
 
 

@@ -256,6 +256,21 @@ def parse_srv_upstreams(d: Dispenser) -> JSON:
     return out
 
 
+def parse_file_upstreams(d: Dispenser) -> JSON:
+    """`file [<path>] { path; refresh }`: rws's own source, one upstream address per line of a file."""
+    out = _positional(d, "path")
+    for sub in d.block():
+        if sub.name == "path":
+            _once(sub, out, "path", "a file path has already been specified")
+        elif sub.name == "refresh":
+            set_nonzero(out, "refresh", duration_value(sub, "refresh interval"))
+        else:
+            raise unknown_option(sub, ("path", "refresh"), "file")
+    if not out.get("path"):
+        raise d.error("a file path is required: dynamic file <path>", d.tokens[0])
+    return out
+
+
 def parse_multi_upstreams(d: Dispenser) -> JSON:
     """`multi { <source> [<args...>] [{...}] ... }`: several sources, results concatenated."""
     if d.next_arg():

@@ -53,11 +53,12 @@ class UpstreamError(ConnectionError):
 class UpstreamResponse:
     status: int
     headers: list[tuple[str, str]]
-    body: AsyncIterator[bytes] | None  # None when the response has no body
+    body: AsyncIterator[bytes] | None  # None when the whole body is in `data`
     length: int | None  # Content-Length, when the upstream gave one
     keep_alive: bool
     trailers: list[tuple[str, str]] = field(default_factory=list)
     upgraded: UpstreamConnection | None = None  # after a 101: the raw connection
+    data: bytes = b""  # the whole body, when it came with the head
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -452,10 +453,12 @@ class HttpTransport:
             conn.pool.open -= 1  # no longer the pool's: the handler owns the raw connection
             conn.parser = None
             return UpstreamResponse(101, headers, None, None, False, upgraded=conn)
-        no_body = head_only or conn.status in (204, 304) or length == 0
-        if no_body and conn.done:
+        if conn.done and conn.error is None:  # the whole response is here already
+            data = b"".join(conn.chunks) if conn.chunks else b""
+            conn.chunks.clear()
+            conn.buffered = 0
             conn.pool.finished(conn)
-            return UpstreamResponse(conn.status, headers, None, length, keep)
+            return UpstreamResponse(conn.status, headers, None, length, keep, data=data)
         return UpstreamResponse(conn.status, headers, conn.read_body(self.read_timeout), length, keep)
 
     async def _send_body(self, conn: UpstreamConnection, body: Any, chunked: bool) -> None:
