@@ -98,6 +98,11 @@ class Headers:
         if self._names is not None:
             self._names.add(name.lower())
 
+    def extend(self, items: list[tuple[str, str]]) -> None:
+        self._items.extend(items)
+        if self._names is not None:
+            self._names.update(k.lower() for k, _ in items)
+
     def setdefault(self, name: str, value: str) -> None:
         if name not in self:
             self.add(name, value)

@@ -197,11 +197,13 @@ REVERSE_PROXY = ModuleSpec(
 COPY_RESPONSE = ModuleSpec(
     id="http.handlers.copy_response",
     config=CopyResponseConfig,
+    runtime="rws.handlers.reverse_proxy.response_handling:build_copy_response",
     directives={"copy_response": Directive(directive.parse_copy_response)},
 )
 COPY_RESPONSE_HEADERS = ModuleSpec(
     id="http.handlers.copy_response_headers",
     config=CopyResponseHeadersConfig,
+    runtime="rws.handlers.reverse_proxy.response_handling:build_copy_response_headers",
     directives={"copy_response_headers": Directive(directive.parse_copy_response_headers)},
 )
 

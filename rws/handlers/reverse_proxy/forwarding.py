@@ -26,55 +26,54 @@ def connection_tokens(headers: Headers) -> set[str]:
     return {t.strip().lower() for v in headers.get_all("Connection") for t in v.split(",") if t.strip()}
 
 
-def upgrade_type(headers: Headers) -> str:
-    """The protocol a request or response upgrades to ("" for none)."""
-    if "upgrade" not in connection_tokens(headers):
-        return ""
-    return (headers.get("Upgrade") or "").strip()
-
-
 def upstream_request_headers(request: Request, trusted: bool) -> tuple[Headers, str]:
     """The header fields the upstream gets (before `header_up`), and the upgrade asked for."""
     source = request.headers
-    upgrade = upgrade_type(source)
-    drop = HOP_BY_HOP | connection_tokens(source) if "connection" in source else HOP_BY_HOP
+    upgrade = ""
+    drop = HOP_BY_HOP
+    if "connection" in source:
+        tokens = connection_tokens(source)
+        drop = drop | tokens
+        if "upgrade" in tokens:
+            upgrade = (source.get("Upgrade") or "").strip()
     items: list[tuple[str, str]] = []
     te_trailers = False
+    forwarded_for: list[str] = []
+    proto = host = ""
     for name, value in source:
         lname = name.lower()
         if lname in drop:
             if lname == "te" and "trailers" in (t.strip().lower() for t in value.split(",")):
                 te_trailers = True
             continue
+        if lname[:12] == "x-forwarded-":
+            if lname == "x-forwarded-for":
+                forwarded_for.append(value.strip())
+                continue
+            if lname == "x-forwarded-proto":
+                proto = value
+                continue
+            if lname == "x-forwarded-host":
+                host = value
+                continue
         if upgrade and lname in _WEBSOCKET_CASE:
             name = _WEBSOCKET_CASE[lname]
         items.append((name, value))
-    headers = Headers(items)
     if te_trailers:
-        headers.add("Te", "trailers")
+        items.append(("Te", "trailers"))
     if upgrade:
-        headers.set("Connection", "Upgrade")
-        headers.set("Upgrade", upgrade)
-    _forwarded(headers, request, trusted)
-    headers.add("Via", VIA if request.version == "HTTP/1.1" else request.version[5:] + " rws")
-    return headers, upgrade
-
-
-def _forwarded(headers: Headers, request: Request, trusted: bool) -> None:
+        items.append(("Connection", "Upgrade"))
+        items.append(("Upgrade", upgrade))
+    # X-Forwarded-*: earlier values count only when they come from a trusted proxy
     client = request.remote_ip.partition("%")[0]
-    prior = ", ".join(v.strip() for v in headers.get_all("X-Forwarded-For"))
-    if trusted and prior:
-        headers.set("X-Forwarded-For", f"{prior}, {client}" if client else prior)
-    elif client:
-        headers.set("X-Forwarded-For", client)
-    else:
-        headers.delete("X-Forwarded-For")
-    values = headers.get_all("X-Forwarded-Proto")
-    proto = values[-1] if trusted and values and values[-1] else request.scheme
-    headers.set("X-Forwarded-Proto", proto)
-    values = headers.get_all("X-Forwarded-Host")
-    host = values[-1] if trusted and values and values[-1] else request.authority
-    headers.set("X-Forwarded-Host", host)
+    prior = ", ".join(forwarded_for) if trusted else ""
+    chain = f"{prior}, {client}" if prior and client else prior or client
+    if chain:
+        items.append(("X-Forwarded-For", chain))
+    items.append(("X-Forwarded-Proto", proto if trusted and proto else request.scheme))
+    items.append(("X-Forwarded-Host", host if trusted and host else request.authority))
+    items.append(("Via", VIA if request.version == "HTTP/1.1" else request.version[5:] + " rws"))
+    return Headers(items), upgrade
 
 
 def client_response_headers(upstream: list[tuple[str, str]], base: Headers) -> Headers:
@@ -84,12 +83,9 @@ def client_response_headers(upstream: list[tuple[str, str]], base: Headers) -> H
     base.delete("Server")
     drop = HOP_BY_HOP
     for name, value in upstream:
-        lname = name.lower()
-        if lname == "connection":
+        if len(name) == 10 and name.lower() == "connection":
             drop = drop | {t.strip().lower() for t in value.split(",")}
-    for name, value in upstream:
-        if name.lower() not in drop:
-            base.add(name, value)
+    base.extend([(name, value) for name, value in upstream if name.lower() not in drop])
     base.add("Via", VIA)
     return base
 

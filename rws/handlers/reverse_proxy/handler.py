@@ -35,13 +35,16 @@ from rws.handlers.reverse_proxy.upstream_pool import (
     UpstreamResponse,
     UpstreamTimeout,
 )
+from rws.handlers.reverse_proxy.response_handling import RESPONSE_KEY, build_response_handlers, handle_response
 from rws.handlers.reverse_proxy.upstreams import Upstream, acquire_host, release_host
 from rws.handlers.rewrite_runtime import Rewrite
 from rws.http.matchers.ip import parse_range
-from rws.http.message import EMPTY_BODY, Headers, Next, Request, Response
-from rws.http.placeholders import compile_template
+from rws.http.message import EMPTY_BODY, Headers, Next, Request, Response, status_text
+from rws.http.placeholders import compile_template, prefix_provider
 
 log = logging.getLogger(__name__)
+
+UPSTREAM_KEY = "http.reverse_proxy.upstream"  # request.values: the upstream of the current attempt
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 DEFAULT_TRY_INTERVAL = 0.25
@@ -106,6 +109,7 @@ class ReverseProxy:
                                     if response_ops is not None and response_ops.require is not None else None)
         self.rewrite = Rewrite(config.rewrite) if config.rewrite is not None else None
         self.dynamic = ctx.build(config.dynamic_upstreams) if config.dynamic_upstreams is not None else None
+        self.response_handlers = build_response_handlers(config.handle_response, ctx)
         self.templated = any("{" in u.dial for u in config.upstreams)
         self.upstreams: list[Upstream] = []
         self.hosts: dict[str, Upstream] = {}  # dial address -> upstream, for templated and dynamic ones
@@ -194,7 +198,7 @@ class ReverseProxy:
                 retries += 1
                 await self._pause()
                 continue
-            self._set_placeholders(request, upstream)
+            request.values[UPSTREAM_KEY] = upstream
             headers = base_headers
             if self.header_up is not None:
                 headers = base_headers.copy()
@@ -224,6 +228,22 @@ class ReverseProxy:
                 await self._pause()
                 continue
             self.health.record(upstream, response.status, time.monotonic() - began, False)
+            values = request.values
+            values[RESPONSE_KEY] = response
+            values["http.reverse_proxy.status_code"] = response.status
+            values["http.reverse_proxy.status_text"] = status_text(response.status)
+            if self.response_handlers:
+                copied: list[Response] = []
+
+                def finalize(held: UpstreamResponse) -> Response:
+                    copied.append(self._respond(request, upstream, held, upgrade))
+                    return copied[-1]
+
+                handled = await handle_response(self.response_handlers, request, next, response, finalize)
+                if handled is not None:
+                    if not copied:
+                        host.num_requests -= 1  # the routes answered; the upstream's response was dropped
+                    return handled
             return self._respond(request, upstream, response, upgrade)
 
     def _trusted(self, remote_ip: str) -> bool:
@@ -257,23 +277,8 @@ class ReverseProxy:
         if self.try_interval:
             await asyncio.sleep(self.try_interval * random.uniform(0.5, 1.5))
 
-    def _set_placeholders(self, request: Request, upstream: Upstream) -> None:
-        dial = upstream.dial
-        host, _, port = dial.rpartition(":") if not dial.startswith("unix/") else (dial, "", "")
-        values = request.values
-        values["http.reverse_proxy.upstream.address"] = dial
-        values["http.reverse_proxy.upstream.hostport"] = dial
-        values["http.reverse_proxy.upstream.host"] = host.strip("[]")
-        values["http.reverse_proxy.upstream.port"] = port
-        values["http.reverse_proxy.upstream.requests"] = upstream.host.num_requests
-        values["http.reverse_proxy.upstream.max_requests"] = upstream.max_requests
-        values["http.reverse_proxy.upstream.fails"] = upstream.host.fails
-
     def _respond(self, request: Request, upstream: Upstream, response: UpstreamResponse, upgrade: str) -> Response:
         headers = client_response_headers(response.headers, request.response_headers)
-        values = request.values
-        values["http.reverse_proxy.status_code"] = response.status
-        values["http.reverse_proxy.status_text"] = ""
         if self.header_down is not None and (self.header_down_require is None
                                              or self.header_down_require.match(response.status, headers)):
             self.header_down.apply(headers, request)
@@ -288,6 +293,20 @@ class ReverseProxy:
             host.num_requests -= 1
             return Response(response.status, headers, response.data)
         return Response(response.status, headers, _counted(response.body, host))
+
+
+@prefix_provider(UPSTREAM_KEY + ".")
+def _upstream_placeholder(request: Request, key: str) -> tuple[Any, bool]:
+    """`{http.reverse_proxy.upstream.*}`: the upstream of the current attempt."""
+    upstream = request.values.get(UPSTREAM_KEY)
+    if not isinstance(upstream, Upstream):
+        return None, False
+    dial = upstream.dial
+    host, _, port = ("", "", "") if dial.startswith("unix/") else dial.rpartition(":")
+    values = {"address": dial, "hostport": dial, "host": host.strip("[]"), "port": port,
+              "requests": upstream.host.num_requests, "max_requests": upstream.max_requests,
+              "fails": upstream.host.fails}
+    return (values[key], True) if key in values else (None, False)
 
 
 def response_header(response: UpstreamResponse, name: str) -> str:

@@ -261,3 +261,53 @@ def test_websocket_upgrade_is_a_two_way_stream(serve):
     assert b"\r\nUpgrade: websocket" in head and b"\r\nSec-WebSocket-Accept: abc" in head
     assert rest == b"helloEARLYMORE"
     assert echo.requests[0].header("Sec-WebSocket-Key") == "k"
+
+
+def test_handle_response_routes_and_copy_response(serve, backend):
+    statuses = {"/missing": 404, "/moved": 302}
+    backend.respond = lambda ex: ex.reply(statuses.get(ex.target, 200), b"upstream body",
+                                          [("X-Up", "u"), ("X-Other", "o")])
+    handle_response = [
+        {"match": {"status_code": [404]}, "routes": [{"handle": [
+            {"handler": "static_response", "status_code": 410,
+             "body": "gone: {http.reverse_proxy.status_code} {http.reverse_proxy.header.X-Up}"}]}]},
+        {"match": {"status_code": [3]}, "routes": [{"handle": [
+            {"handler": "copy_response_headers", "include": ["X-Up"]},
+            {"handler": "static_response", "body": "redirect hidden"}]}]},
+        {"match": {"status_code": [2]}, "routes": [{"handle": [{"handler": "copy_response", "status_code": 203}]}]},
+    ]
+    with serve(proxy_config(backend.address, handle_response=handle_response), admin=True) as server:
+        missing = httpx.get(server.url("/missing"))
+        moved = httpx.get(server.url("/moved"))
+        found = httpx.get(server.url("/found"))
+        states = httpx.get(server.admin_url("/reverse_proxy/upstreams")).json()
+    assert (missing.status_code, missing.text) == (410, "gone: 404 u")
+    assert (moved.status_code, moved.text, moved.headers.get("x-up"), moved.headers.get("x-other")) == (
+        200, "redirect hidden", "u", None)
+    assert (found.status_code, found.content) == (203, b"upstream body")
+    assert found.headers["x-up"] == "u" and found.headers["x-other"] == "o"
+    assert [s["num_requests"] for s in states if s["address"] == backend.address] == [0]
+
+
+def test_forward_auth_lets_authorised_requests_through_with_copied_headers(serve, backend):
+    auth = Backend("auth", respond=lambda ex: ex.reply(200, b"", [("Remote-User", "ann")])
+                   if ex.header("Authorization") == "Bearer good" else ex.reply(401, b"denied"))
+    site = f"""http://127.0.0.1 {{
+\tforward_auth {auth.address} {{
+\t\turi /check
+\t\tcopy_headers Remote-User
+\t}}
+\treverse_proxy {backend.address}
+}}
+"""
+    try:
+        with serve(site) as server:
+            allowed = httpx.get(server.url("/app"), headers={"Authorization": "Bearer good"})
+            denied = httpx.get(server.url("/app"), headers={"Authorization": "Bearer bad"})
+    finally:
+        auth.close()
+    assert (allowed.status_code, allowed.content) == (200, b"one")
+    assert (denied.status_code, denied.content) == (401, b"denied")
+    assert [ex.header("Remote-User") for ex in backend.requests] == ["ann"]
+    assert auth.requests[0].target == "/check" and auth.requests[0].method == "GET"
+    assert auth.requests[0].header("X-Forwarded-Uri") == "/app"
