@@ -409,3 +409,34 @@ def respond(body: str | None, listen: str, status: int, headers: tuple[str, ...]
         server["logs"] = {}
     click.echo(f"Server address: {listen}", err=True)
     _one_shot({"apps": {"http": {"servers": {"static": server}}}})
+
+
+@cli.command("reverse-proxy")
+@click.option("--from", "-f", "from_address", default="localhost", show_default=True,
+              help="Address to receive traffic on: host, :port or URL.")
+@click.option("--to", "-t", "to", multiple=True, help="Upstream address: host:port, URL or unix//path (repeatable).")
+@click.option("--change-host-header", "-c", is_flag=True, help="Set Host to the upstream's address.")
+@click.option("--insecure", is_flag=True, help="Do not verify the certificates of https:// upstreams.")
+@click.option("--disable-redirects", "-r", is_flag=True, help="Do not redirect HTTP to HTTPS.")
+@click.option("--internal-certs", "-i", is_flag=True, help="Get certificates from the local CA.")
+@click.option("--header-up", "-H", multiple=True, help='Set a request header, "Field: value" (repeatable).')
+@click.option("--header-down", "-d", multiple=True, help='Set a response header, "Field: value" (repeatable).')
+@click.option("--access-log", is_flag=True, help="Log every request.")
+@click.option("--debug", "-v", is_flag=True, help="Log at debug level and show tracebacks.")
+@_user_errors
+def reverse_proxy(from_address: str, to: tuple[str, ...], change_host_header: bool, insecure: bool,
+                  disable_redirects: bool, internal_certs: bool, header_up: tuple[str, ...],
+                  header_down: tuple[str, ...], access_log: bool, debug: bool) -> None:
+    """A whole reverse proxy in one command."""
+    import logging
+
+    from rws.handlers.reverse_proxy.command import proxy_plan
+
+    _State.debug = _State.debug or debug
+    plan = proxy_plan(from_address=from_address, to=to, change_host_header=change_host_header, insecure=insecure,
+                      disable_redirects=disable_redirects, internal_certs=internal_certs, header_up=header_up,
+                      header_down=header_down, access_log=access_log, debug=debug)
+    _print_warnings(list(plan.warnings))
+    _setup_process_logging()
+    logging.getLogger(__name__).info("proxying", extra={"from": plan.from_url, "to": list(plan.dials)})
+    _one_shot(plan.tree)

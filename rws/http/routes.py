@@ -153,6 +153,7 @@ class BuildContext:
 
     config_files: tuple[str, ...] = ()
     closers: list[Callable[[], Any]] = field(default_factory=list)  # called when the generation closes
+    starters: list[Callable[[], Any]] = field(default_factory=list)  # called in the event loop once it serves
     named_routes: dict[str, Any] = field(default_factory=dict)  # name -> RouteConfig of the server
     shared: dict[str, Any] = field(default_factory=dict)  # per-generation caches, keyed by their owner
 
@@ -170,7 +171,7 @@ class BuildContext:
         except RwsError:
             raise
         except Exception as exc:  # a module's provisioning bug must fail the load, not the process
-            log.exception("provisioning a module failed", extra={"module": module.id})
+            log.exception("provisioning a module failed", extra={"module_id": module.id})
             raise ConfigError(module.id, f"provisioning failed: {exc}") from exc
         if module.id.startswith("http.handlers.") and _BODY_PLACEHOLDER in repr(module.config):
             return _BufferingBody(built)
@@ -193,6 +194,11 @@ class BuildContext:
 
     def on_close(self, closer: Callable[[], Any]) -> None:
         self.closers.append(closer)
+
+    def on_start(self, starter: Callable[[], Any]) -> None:
+        """Run `starter` in the event loop when the generation starts serving (background
+        tasks such as health checks start there, not while the config is built)."""
+        self.starters.append(starter)
 
 
 # --- errors --------------------------------------------------------------------------------

@@ -61,6 +61,11 @@ class Generation:
         self.logs.install()
         for listener, server in self.bindings:
             listener.factory = server.connection
+        for starter in self.ctx.starters:
+            try:
+                starter()
+            except Exception:  # a module's background work failing to start must not stop the others
+                log.exception("starting a module's background work failed")
 
     def bound(self, server_name: str) -> list[tuple[str, int]]:
         """The addresses a server's listeners are bound to (ports as the OS chose them)."""

@@ -84,10 +84,7 @@ class ReverseProxy:
     """The runtime of `http.handlers.reverse_proxy`."""
 
     def __init__(self, config: ReverseProxyConfig, ctx: Any) -> None:
-        try:
-            from rws.handlers.reverse_proxy.health import Health
-        except ImportError:  # TEMP while health.py is written
-            Health = _TempHealth  # type: ignore
+        from rws.handlers.reverse_proxy.health import Health
         from rws.handlers.reverse_proxy.selection import build_random
 
         self.transport: HttpTransport = (ctx.build(config.transport) if config.transport is not None
@@ -111,29 +108,27 @@ class ReverseProxy:
         self.dynamic = ctx.build(config.dynamic_upstreams) if config.dynamic_upstreams is not None else None
         self.response_handlers = build_response_handlers(config.handle_response, ctx)
         self.templated = any("{" in u.dial for u in config.upstreams)
-        self.upstreams: list[Upstream] = []
         self.hosts: dict[str, Upstream] = {}  # dial address -> upstream, for templated and dynamic ones
-        self.health = Health(config.health_checks, (), dial=self._dial_stream)
-        if not self.templated:
-            self.upstreams = [self._upstream(u.dial, u.max_requests) for u in config.upstreams]
-            self.health = Health(config.health_checks, self.upstreams, dial=self._dial_stream)
-            for upstream in self.upstreams:
-                upstream.max_fails, upstream.breaker = self.health.max_fails, self.health.breaker
-        self.max_requests = {u.dial: u.max_requests for u in config.upstreams}
+        static = [] if self.templated else [Upstream(u.dial, acquire_host(u.dial), u.max_requests)
+                                            for u in config.upstreams]
+        self.health = Health(config.health_checks, static, dial=self._dial_stream)
+        self.upstreams: list[Upstream] = [self._checked(u) for u in static]
         self.dial_templates = [(compile_template(u.dial), u.max_requests) for u in config.upstreams] if self.templated else []
-        self.health.start()
+        ctx.on_start(self.health.start)
         ctx.on_close(self.close)
 
     # --- upstreams ---------------------------------------------------------------------------
 
-    def _upstream(self, dial: str, max_requests: int = 0) -> Upstream:
-        return Upstream(dial, acquire_host(dial), max_requests)
+    def _checked(self, upstream: Upstream) -> Upstream:
+        """`upstream` with the limits the health checks set."""
+        upstream.max_requests = self.health.max_requests(upstream.max_requests)
+        upstream.max_fails, upstream.breaker = self.health.max_fails, self.health.breaker
+        return upstream
 
     def _known(self, dial: str, max_requests: int = 0) -> Upstream:
         upstream = self.hosts.get(dial)
         if upstream is None:
-            upstream = self.hosts[dial] = self._upstream(dial, max_requests)
-            upstream.max_fails, upstream.breaker = self.health.max_fails, self.health.breaker
+            upstream = self.hosts[dial] = self._checked(Upstream(dial, acquire_host(dial), max_requests))
         return upstream
 
     async def _pool(self, request: Request) -> list[Upstream]:
@@ -339,19 +334,3 @@ def _default_transport(ctx: Any) -> HttpTransport:
 def build_reverse_proxy(config: ReverseProxyConfig, ctx: Any) -> ReverseProxy:
     return ReverseProxy(config, ctx)
 
-
-class _TempHealth:  # TEMP
-    max_fails = 0
-    breaker = None
-
-    def __init__(self, *a: Any, **k: Any) -> None:
-        pass
-
-    def start(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def record(self, *a: Any) -> None:
-        pass

@@ -21,16 +21,13 @@ CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 class Host:
     """The shared state of one dial address."""
 
-    __slots__ = ("address", "num_requests", "fails", "healthy", "passes_in_row", "fails_in_row", "circuit",
-                 "circuit_until", "probing", "users")
+    __slots__ = ("address", "num_requests", "fails", "healthy", "circuit", "circuit_until", "probing", "users")
 
     def __init__(self, address: str) -> None:
         self.address = address
         self.num_requests = 0  # requests in flight
         self.fails = 0  # failures counted within their fail_duration (passive health)
         self.healthy = True  # the active health checker's verdict
-        self.passes_in_row = 0  # consecutive active check results, for the passes/fails thresholds
-        self.fails_in_row = 0
         self.circuit = CLOSED  # closed -> open (after failures) -> half-open (one probe) -> closed
         self.circuit_until = 0.0  # monotonic time the open circuit lets a probe through
         self.probing = False  # a half-open circuit's single probe request is in flight
@@ -106,35 +103,90 @@ class Upstream:
 
 
 class CircuitBreaker:
-    """Per-host circuit breaking for one proxy: after `threshold` consecutive failures the
-    circuit opens for `open_for` seconds; then one probe request is let through
-    (half-open), whose success closes the circuit and whose failure opens it again."""
+    """Circuit breaking per host for one proxy, on top of its passive health checks (rws's
+    addition to Caddy). A closed circuit opens when the host's recent failures reach
+    `threshold` (max_fails within fail_duration) and stays open for `open_for` seconds;
+    then it is half-open and lets one probe request through at a time: the proxy sets
+    `host.probing` when it sends a request to a host whose circuit is not closed, and
+    `record` (the probe's outcome) closes the circuit or opens it again. A probe that never
+    reports back (its client went away) stops blocking the next one `open_for` seconds
+    after it was first seen.
+
+    While half-open, `host.circuit_until` is the deadline of the probe in flight, or
+    infinity until one is seen."""
 
     __slots__ = ("threshold", "open_for")
+    NO_PROBE = float("inf")  # circuit_until of a half-open circuit before a probe is seen
 
-    def __init__(self, threshold: int = 5, open_for: float = 10.0) -> None:
+    def __init__(self, threshold: int = 1, open_for: float = 10.0) -> None:
         self.threshold = threshold
         self.open_for = open_for
 
     def allows(self, host: Host) -> bool:
-        if host.circuit == CLOSED:
+        """Whether a request may go to `host` now."""
+        circuit = host.circuit
+        if circuit == CLOSED:
             return True
-        if host.circuit == OPEN and time.monotonic() >= host.circuit_until:
-            host.circuit = HALF_OPEN
-        return host.circuit == HALF_OPEN and not host.probing
+        now = time.monotonic()
+        if circuit == OPEN:
+            if now < host.circuit_until:
+                return False
+            self._half_open(host)
+        if not host.probing:
+            return True
+        if host.circuit_until == self.NO_PROBE:  # a probe seen for the first time: its lease starts
+            host.circuit_until = now + self.open_for
+            return False
+        if now < host.circuit_until:
+            return False
+        host.probing = False  # the probe never reported: let another one through
+        host.circuit_until = self.NO_PROBE
+        return True
 
-    def record(self, host: Host, ok: bool, consecutive_failures: int) -> None:
-        if ok:
-            host.circuit = CLOSED
+    def record(self, host: Host, ok: bool) -> str | None:
+        """Take the outcome of a request to `host` into account (after its failures were
+        counted); the circuit's new state when it changed, else None."""
+        circuit = host.circuit
+        if circuit == HALF_OPEN:
             host.probing = False
-            return
-        if host.circuit == HALF_OPEN or consecutive_failures >= self.threshold:
-            host.circuit = OPEN
-            host.circuit_until = time.monotonic() + self.open_for
-            host.probing = False
+            if ok:
+                host.circuit = CLOSED
+                return CLOSED
+            self._open(host)
+            return OPEN
+        if circuit == CLOSED and not ok and host.fails >= self.threshold:
+            self._open(host)
+            return OPEN
+        return None  # open: the outcome of a request sent before it opened changes nothing
+
+    def _open(self, host: Host) -> None:
+        host.circuit = OPEN
+        host.probing = False
+        until = host.circuit_until = time.monotonic() + self.open_for
+        asyncio.get_running_loop().call_later(self.open_for, self._end_open, host, until)
+
+    @staticmethod
+    def _half_open(host: Host) -> None:
+        host.circuit = HALF_OPEN
+        host.probing = False
+        host.circuit_until = CircuitBreaker.NO_PROBE
+
+    @classmethod
+    def _end_open(cls, host: Host, until: float) -> None:
+        """The open period is over (so that the admin endpoint shows it without traffic)."""
+        if host.circuit == OPEN and host.circuit_until == until:
+            cls._half_open(host)
 
 
-def forget_failure_later(host: Host, after: float) -> None:
-    """Passive health: count a failure now and forget it `after` seconds later."""
+def forget_failure_later(host: Host, after: float, pending: dict[asyncio.TimerHandle, Host]) -> None:
+    """Passive health: count a failure of `host` now and forget it `after` seconds later.
+    Until then its timer is in `pending`, so that whoever counted it can forget it at once
+    (cancel the timer, then `host.count_fail(-1)`)."""
     host.count_fail(1)
-    asyncio.get_running_loop().call_later(after, host.count_fail, -1)
+
+    def forget() -> None:
+        pending.pop(handle, None)
+        host.count_fail(-1)
+
+    handle = asyncio.get_running_loop().call_later(after, forget)
+    pending[handle] = host
