@@ -456,7 +456,9 @@ class HttpConnection(asyncio.Protocol):
         is answered with `Connection: close`: a client can never lose a request it sent
         at the moment we closed."""
         self.closing = True
-        if close_idle and self.task is None and not self.pending:
+        if self.tunnel is not None:
+            self.tunnel.drain()
+        elif close_idle and self.task is None and not self.pending:
             self._close()
 
     def _close(self, abort: bool = False) -> None:

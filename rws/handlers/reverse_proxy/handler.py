@@ -107,6 +107,8 @@ class ReverseProxy:
         self.rewrite = Rewrite(config.rewrite) if config.rewrite is not None else None
         self.dynamic = ctx.build(config.dynamic_upstreams) if config.dynamic_upstreams is not None else None
         self.response_handlers = build_response_handlers(config.handle_response, ctx)
+        self.stream_timeout = config.stream_timeout
+        self.stream_close_delay = config.stream_close_delay
         self.templated = any("{" in u.dial for u in config.upstreams)
         self.hosts: dict[str, Upstream] = {}  # dial address -> upstream, for templated and dynamic ones
         static = [] if self.templated else [Upstream(u.dial, acquire_host(u.dial), u.max_requests)
@@ -283,7 +285,8 @@ class ReverseProxy:
 
             headers.set("Connection", "Upgrade")
             headers.set("Upgrade", response_header(response, "Upgrade") or upgrade)
-            return tunnel_response(headers, response.upgraded, on_close=lambda: _done(host))
+            return tunnel_response(headers, response.upgraded, on_close=lambda: _done(host),
+                                   timeout=self.stream_timeout, close_delay=self.stream_close_delay)
         if response.body is None:
             host.num_requests -= 1
             return Response(response.status, headers, response.data)

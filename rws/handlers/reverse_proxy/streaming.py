@@ -3,7 +3,9 @@ client's connection and the upstream's carry bytes both ways until either side e
 
 Each direction has flow control: when one side's outgoing buffer is full, reading from
 the other side pauses until it drains. When either side closes (or is lost), both are
-closed, buffered bytes flushed first.
+closed, buffered bytes flushed first. A tunnel lasts at most `stream_timeout`; when its
+config is replaced it is closed after `stream_close_delay` (at once by default), as Caddy
+closes hijacked connections when a config is unloaded.
 """
 
 from __future__ import annotations
@@ -26,17 +28,22 @@ class TunnelResponse(Response):
 
 
 class Tunnel:
-    def __init__(self, upstream: UpstreamConnection, on_close: Callable[[], None]) -> None:
+    def __init__(self, upstream: UpstreamConnection, on_close: Callable[[], None], *, timeout: float = 0.0,
+                 close_delay: float = 0.0) -> None:
         self.upstream = upstream
         self.on_close = on_close
+        self.timeout = timeout
+        self.close_delay = close_delay
         self.client: Any = None
         self.done: asyncio.Future[None] | None = None
 
     async def run(self, client: Any, leftover: bytes) -> None:
         """Called by the client's connection once the 101 is written."""
         self.client = client
-        self.done = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.done = loop.create_future()
         upstream = self.upstream
+        timer = loop.call_later(self.timeout, self._finish) if self.timeout > 0 else None
         try:
             if upstream.transport is None:
                 return
@@ -48,9 +55,18 @@ class Tunnel:
                 upstream.transport.write(leftover)
             await self.done
         finally:
+            if timer is not None:
+                timer.cancel()
             upstream.tunnel = None
             upstream.close()
             self.on_close()
+
+    def drain(self) -> None:
+        """The config that made this tunnel was replaced: close it after the delay."""
+        if self.close_delay > 0:
+            asyncio.get_running_loop().call_later(self.close_delay, self._finish)
+        else:
+            self._finish()
 
     def _finish(self) -> None:
         if self.done is not None and not self.done.done():
@@ -100,5 +116,6 @@ class Tunnel:
             self.client.transport.resume_reading()
 
 
-def tunnel_response(headers: Headers, upstream: UpstreamConnection, on_close: Callable[[], None]) -> Response:
-    return TunnelResponse(headers, Tunnel(upstream, on_close))
+def tunnel_response(headers: Headers, upstream: UpstreamConnection, on_close: Callable[[], None], *,
+                    timeout: float = 0.0, close_delay: float = 0.0) -> Response:
+    return TunnelResponse(headers, Tunnel(upstream, on_close, timeout=timeout, close_delay=close_delay))

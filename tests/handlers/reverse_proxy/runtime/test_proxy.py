@@ -311,3 +311,50 @@ def test_forward_auth_lets_authorised_requests_through_with_copied_headers(serve
     assert [ex.header("Remote-User") for ex in backend.requests] == ["ann"]
     assert auth.requests[0].target == "/check" and auth.requests[0].method == "GET"
     assert auth.requests[0].header("X-Forwarded-Uri") == "/app"
+
+
+def _open_tunnel(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += sock.recv(65536)
+    assert received.startswith(b"HTTP/1.1 101 ")
+    return sock
+
+
+def _echo_backend() -> Backend:
+    def respond(ex: Exchange) -> None:
+        ex.sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        while data := ex.sock.recv(65536):
+            ex.sock.sendall(data)
+        ex.sock.close()
+    return Backend("echo", respond=respond)
+
+
+def test_a_reload_closes_tunnels_after_the_stream_close_delay(serve):
+    echo = _echo_backend()
+    try:
+        with serve(proxy_config(echo.address, stream_close_delay="300ms")) as server:
+            sock = _open_tunnel(server.port())
+            with sock:
+                server.apply(proxy_config(echo.address))  # a reload
+                sock.sendall(b"still here")
+                assert sock.recv(65536) == b"still here"  # within the delay the tunnel works
+                sock.settimeout(5)
+                assert sock.recv(65536) == b""  # then rws closes it
+    finally:
+        echo.close()
+
+
+def test_a_tunnel_ends_at_the_stream_timeout(serve):
+    echo = _echo_backend()
+    try:
+        with serve(proxy_config(echo.address, stream_timeout="200ms")) as server:
+            with _open_tunnel(server.port()) as sock:
+                sock.sendall(b"ping")
+                assert sock.recv(65536) == b"ping"
+                sock.settimeout(5)
+                assert sock.recv(65536) == b""
+    finally:
+        echo.close()
