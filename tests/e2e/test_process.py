@@ -17,57 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-
-
-class Process:
-    """`rws <args>` in the background; its stderr (JSON log lines) is collected."""
-
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "rws", *args], cwd=cwd, env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.records: list[dict[str, Any]] = []
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-            try:
-                self.records.append(json.loads(line))
-            except ValueError:
-                pass
-
-    def wait_for(self, msg: str, count: int = 1, timeout: float = 30) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = [r for r in self.records if r.get("msg") == msg]
-            if len(found) >= count:
-                return found[count - 1]
-            if self.proc.poll() is not None and not self.reader.is_alive():
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"no {msg!r} record; stderr:\n{''.join(self.lines)}")
-
-    def port(self, count: int = 1) -> int:
-        """The port of the `count`-th HTTP listener bound (the admin socket is a file here)."""
-        records = [r for r in self.records if r.get("msg") == "listener bound" and not r["address"].startswith("unix")]
-        deadline = time.monotonic() + 30
-        while len(records) < count and time.monotonic() < deadline:
-            time.sleep(0.02)
-            records = [r for r in self.records if r.get("msg") == "listener bound" and not r["address"].startswith("unix")]
-        assert len(records) >= count, "".join(self.lines)
-        return int(records[count - 1]["bound"][1])
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+from .processes import Process
 
 
 @pytest.fixture

@@ -272,6 +272,7 @@ class Pool:
         self.idle: collections.deque[UpstreamConnection] = collections.deque()
         self.open = 0
         self.waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.sweep: asyncio.TimerHandle | None = None  # closes connections idle too long
 
     async def acquire(self, dial_timeout: float) -> tuple[UpstreamConnection, bool]:
         """A connection, and whether it was reused from the pool."""
@@ -316,11 +317,27 @@ class Pool:
             conn.informational = None
             conn.idle_since = time.monotonic()
             self.idle.append(conn)
+            if self.sweep is None:
+                self.sweep = conn.loop.call_later(self.transport.idle_timeout, self._sweep)
         else:
             conn.parser = None
             conn.close()
             self.open -= 1
         self._wake_one()
+
+    def _sweep(self) -> None:
+        self.sweep = None
+        limit = time.monotonic() - self.transport.idle_timeout
+        keep: collections.deque[UpstreamConnection] = collections.deque()
+        for conn in self.idle:
+            if conn.idle_since <= limit or conn.closed:
+                conn.close()
+                self.open -= 1
+            else:
+                keep.append(conn)
+        self.idle = keep
+        if keep:
+            self.sweep = asyncio.get_running_loop().call_later(self.transport.idle_timeout, self._sweep)
 
     def _wake_one(self) -> None:
         while self.waiting:
@@ -330,6 +347,9 @@ class Pool:
                 return
 
     def close(self) -> None:
+        if self.sweep is not None:
+            self.sweep.cancel()
+            self.sweep = None
         while self.idle:
             self.idle.pop().close()
 

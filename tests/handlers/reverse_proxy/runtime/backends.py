@@ -40,10 +40,10 @@ class Backend:
     """A threaded HTTP/1.1 server: `respond(exchange)` answers each request (default: 200
     with the backend's name as body). Counts connections and requests."""
 
-    def __init__(self, name: str = "backend", respond: Responder | None = None) -> None:
+    def __init__(self, name: str = "backend", respond: Responder | None = None, port: int = 0) -> None:
         self.name = name
         self.respond = respond or (lambda ex: ex.reply(200, self.name.encode()))
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener = socket.create_server(("127.0.0.1", port))
         self.port = self.listener.getsockname()[1]
         self.address = f"127.0.0.1:{self.port}"
         self.connections = 0
