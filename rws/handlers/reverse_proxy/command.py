@@ -14,15 +14,15 @@ It is the JSON tree Caddy's `caddy reverse-proxy` builds from the same options, 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from rws.errors import RwsError
-from rws.handlers.reverse_proxy.dial_addresses import AddressError as UpstreamAddressError
-from rws.handlers.reverse_proxy.dial_addresses import parse_upstream
+from rws.handlers.reverse_proxy import dial_addresses
 from rws.http.message import canonical_header_key
-from rws.rwsfile.addresses import DEFAULT_HTTP_PORT, DEFAULT_HTTPS_PORT, Address, join_host_port, parse_address
-from rws.rwsfile.addresses import AddressError as SiteAddressError
+from rws.rwsfile import addresses
+from rws.rwsfile.addresses import DEFAULT_HTTP_PORT, DEFAULT_HTTPS_PORT, Address, join_host_port
 
 UPSTREAM_HOSTPORT = "{http.reverse_proxy.upstream.hostport}"
 
@@ -40,8 +40,8 @@ class ProxyPlan:
 def downstream_address(text: str) -> Address:
     """`--from` as a site address with its scheme and port filled in."""
     try:
-        address = parse_address(text)
-    except SiteAddressError as exc:
+        address = addresses.parse_address(text)
+    except addresses.AddressError as exc:
         raise RwsError(f"--from {text!r}: invalid downstream address: {exc}") from None
     if address.path:
         raise RwsError(f"--from {text!r}: paths are not allowed")
@@ -78,8 +78,8 @@ def upstream_dials(to: Sequence[str]) -> tuple[str, tuple[str, ...]]:
         if not text:
             continue
         try:
-            upstream = parse_upstream(text)
-        except UpstreamAddressError as exc:
+            upstream = dial_addresses.parse_upstream(text)
+        except dial_addresses.AddressError as exc:
             raise RwsError(f"--to {text!r}: invalid upstream address: {exc}") from None
         if upstream.scheme not in ("", "http", "https", "h2c"):
             raise RwsError(f"--to {text!r}: unsupported URL scheme {upstream.scheme}://")
@@ -124,13 +124,19 @@ def proxy_plan(*, from_address: str, to: Sequence[str], change_host_header: bool
         server["automatic_https"] = {"disable_redirects": True}
     apps: dict[str, Any] = {"http": {"servers": {"proxy": server}}}
     if internal_certs and downstream.host:
-        apps["tls"] = {"automation": {"policies": [{"subjects": [downstream.host], "issuers": [{"module": "internal"}]}]}}
+        policy = {"subjects": [downstream.host], "issuers": [{"module": "internal"}]}
+        apps["tls"] = {"automation": {"policies": [policy]}}
     tree: dict[str, Any] = {"admin": {"disabled": True, "config": {"persist": False}}, "apps": apps}
     if debug:
         tree["logging"] = {"logs": {"default": {"level": "DEBUG"}}}
-    warnings = () if scheme == "https" or not insecure else (
-        "--insecure has no effect: no upstream is an https:// URL, so rws does not use TLS to reach them",)
-    return ProxyPlan(tree, str(downstream), dials, warnings)
+    warnings: list[str] = []
+    if downstream.scheme == "https":
+        warnings.append(f"{downstream} needs a certificate, and rws has no automatic HTTPS yet: "
+                        f"it serves plain HTTP on {_listen_address(downstream)}")
+    if insecure and scheme != "https":
+        warnings.append("--insecure has no effect: no upstream is an https:// URL, "
+                        "so rws does not use TLS to reach them")
+    return ProxyPlan(tree, str(downstream), dials, tuple(warnings))
 
 
 def _handler(scheme: str, insecure: bool, dials: tuple[str, ...], up: dict[str, list[str]],
@@ -143,7 +149,7 @@ def _handler(scheme: str, insecure: bool, dials: tuple[str, ...], up: dict[str, 
     handler: dict[str, Any] = {"handler": "reverse_proxy", "transport": transport,
                                "upstreams": [{"dial": dial} for dial in dials]}
     if change_host_header:
-        up["Host"] = [UPSTREAM_HOSTPORT]
+        up = {**up, "Host": [UPSTREAM_HOSTPORT]}
     headers: dict[str, Any] = {}
     if up:
         headers["request"] = {"set": up}

@@ -107,6 +107,8 @@ class ReverseProxy:
         self.rewrite = Rewrite(config.rewrite) if config.rewrite is not None else None
         self.dynamic = ctx.build(config.dynamic_upstreams) if config.dynamic_upstreams is not None else None
         self.response_handlers = build_response_handlers(config.handle_response, ctx)
+        self.request_buffers = config.request_buffers  # -1: all of it
+        self.response_buffers = config.response_buffers
         self.stream_timeout = config.stream_timeout
         self.stream_close_delay = config.stream_close_delay
         self.templated = any("{" in u.dial for u in config.upstreams)
@@ -172,17 +174,21 @@ class ReverseProxy:
         trusted = bool(request.vars.get("trusted_proxy")) or self._trusted(request.remote_ip)
         base_headers, upgrade = upstream_request_headers(request, trusted)
         has_body = body is not None and body is not EMPTY_BODY and (request.chunked or bool(request.content_length))
+        chunked = request.chunked
+        if has_body and self.request_buffers:
+            body, chunked = await self._buffer_request(body, base_headers)
         if not has_body:
             body = None
             base_headers.delete("Content-Length")
             base_headers.delete("Transfer-Encoding")
-        elif request.chunked:
+        elif chunked:
             base_headers.delete("Content-Length")
             base_headers.add("Transfer-Encoding", "chunked")
         start = time.monotonic()
         retries = 0
         tried: set[str] = set()
-        replayable = body is None and method in IDEMPOTENT
+        resendable = body is None or isinstance(body, bytes)  # not a stream read from the client
+        replayable = resendable and method in IDEMPOTENT
         while True:
             pool = await self._pool(request)
             if tried:  # a retry goes to another upstream while there is one
@@ -209,7 +215,7 @@ class ReverseProxy:
             if upstream.breaker is not None and host.circuit != "closed":
                 host.probing = True
             try:
-                response = await self.transport.round_trip(upstream.dial, head, body, chunked=request.chunked,
+                response = await self.transport.round_trip(upstream.dial, head, body, chunked=chunked,
                                                            head_only=method == "HEAD", replayable=replayable,
                                                            informational=request.informational)
             except (DialError, UpstreamTimeout, UpstreamError) as exc:
@@ -219,12 +225,14 @@ class ReverseProxy:
                 sent = not isinstance(exc, DialError)
                 status = 504 if isinstance(exc, UpstreamTimeout) else 502
                 log.debug("upstream attempt failed", extra={"upstream": upstream.dial, "error": str(exc)})
-                if not self._try_again(start, retries, request, sent=sent, has_body=has_body):
+                if not self._try_again(start, retries, request, sent=sent, has_body=not resendable):
                     raise HttpError(status, str(exc)) from None
                 retries += 1
                 await self._pause()
                 continue
             self.health.record(upstream, response.status, time.monotonic() - began, False)
+            if self.response_buffers and response.body is not None:
+                await self._buffer_response(response)
             values = request.values
             values[RESPONSE_KEY] = response
             values["http.reverse_proxy.status_code"] = response.status
@@ -242,6 +250,38 @@ class ReverseProxy:
                         host.num_requests -= 1  # the routes answered; the upstream's response was dropped
                     return handled
             return self._respond(request, upstream, response, upgrade)
+
+    async def _buffer_request(self, body: Any, headers: Headers) -> tuple[Any, bool]:
+        """`request_buffers`: read up to that many bytes of the body first (all for -1).
+        A body that fits is sent with its Content-Length (and may be sent again on a
+        retry); a longer one is sent as read so far, then streamed, in chunks."""
+        data, complete = await _read_up_to(body.read, self.request_buffers)
+        if complete:
+            headers.set("Content-Length", str(len(data)))
+            headers.delete("Transfer-Encoding")
+            return data, False
+        headers.delete("Content-Length")
+        return _Prefixed(data, body), True
+
+    async def _buffer_response(self, response: UpstreamResponse) -> None:
+        """`response_buffers`: read up to that many bytes of the response body before
+        answering; a body that fits goes out in one piece."""
+        assert response.body is not None
+        source = response.body.__aiter__()
+
+        async def read(n: int) -> bytes:
+            try:
+                return await source.__anext__()
+            except StopAsyncIteration:
+                return b""
+        data, complete = await _read_up_to(read, self.response_buffers)
+        if complete:
+            close = getattr(response.body, "aclose", None)
+            if close is not None:
+                await close()
+            response.body, response.data = None, data
+        else:
+            response.body = _chain(data, source)
 
     def _trusted(self, remote_ip: str) -> bool:
         if not self.trusted or not remote_ip:
@@ -290,7 +330,10 @@ class ReverseProxy:
         if response.body is None:
             host.num_requests -= 1
             return Response(response.status, headers, response.data)
-        return Response(response.status, headers, _counted(response.body, host))
+        proxied = Response(response.status, headers, _counted(response.body, host))
+        if response.length is None:
+            proxied.trailers = Headers(response.trailers)  # the upstream's trailers, once its body ends
+        return proxied
 
 
 @prefix_provider(UPSTREAM_KEY + ".")
@@ -326,6 +369,41 @@ async def _counted(body: AsyncIterator[bytes], host: Any) -> AsyncIterator[bytes
         close = getattr(body, "aclose", None)
         if close is not None:
             await close()
+
+
+async def _read_up_to(read: Any, limit: int) -> tuple[bytes, bool]:
+    """Up to `limit` bytes (no limit for -1) from `read(n)`, and whether that was all."""
+    parts: list[bytes] = []
+    size = 0
+    while limit < 0 or size <= limit:
+        data = await read(256 * 1024 if limit < 0 else limit + 1 - size)
+        if not data:
+            return b"".join(parts), True
+        parts.append(data)
+        size += len(data)
+    return b"".join(parts), False
+
+
+class _Prefixed:
+    """A request body whose first bytes were already read."""
+
+    __slots__ = ("first", "rest")
+
+    def __init__(self, first: bytes, rest: Any) -> None:
+        self.first = first
+        self.rest = rest
+
+    async def read(self, n: int = -1) -> bytes:
+        if self.first:
+            data, self.first = self.first, b""
+            return data
+        return await self.rest.read(n)  # type: ignore[no-any-return]
+
+
+async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for data in rest:
+        yield data
 
 
 def _default_transport(ctx: Any) -> HttpTransport:

@@ -15,6 +15,7 @@ from the client only as fast as the upstream takes it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import ssl
 import time
@@ -156,7 +157,8 @@ class UpstreamConnection(asyncio.Protocol):
     # --- llhttp callbacks --------------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        field = (name.decode("latin-1"), value.decode("latin-1"))
+        (self.trailers if self.status else self.headers).append(field)  # after the head: trailer fields
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -194,6 +196,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.head = self.loop.create_future()
         self.status = 0
         self.headers = []
+        self.trailers = []
         self.chunks.clear()
         self.buffered = 0
         self.done = False
@@ -473,13 +476,14 @@ class HttpTransport:
             conn.pool.open -= 1  # no longer the pool's: the handler owns the raw connection
             conn.parser = None
             return UpstreamResponse(101, headers, None, None, False, upgraded=conn)
-        if conn.done and conn.error is None:  # the whole response is here already
+        if conn.done and conn.error is None and not conn.trailers:  # the whole response is here already
             data = b"".join(conn.chunks) if conn.chunks else b""
             conn.chunks.clear()
             conn.buffered = 0
             conn.pool.finished(conn)
             return UpstreamResponse(conn.status, headers, None, length, keep, data=data)
-        return UpstreamResponse(conn.status, headers, conn.read_body(self.read_timeout), length, keep)
+        return UpstreamResponse(conn.status, headers, conn.read_body(self.read_timeout), length, keep,
+                                trailers=conn.trailers)  # filled in if trailer fields follow the body
 
     async def _send_body(self, conn: UpstreamConnection, body: Any, chunked: bool) -> None:
         try:
@@ -509,16 +513,26 @@ def _split(address: str) -> tuple[str, int]:
 
 
 def _client_context(config: HttpTransportConfig) -> ssl.SSLContext:
-    """The TLS client settings of `transport http { tls ... }`."""
+    """The TLS client settings of `transport http { tls ... }`: the system's roots unless
+    trusted CAs are named (`ca` pool from files or inline DER, or the older
+    `root_ca_pem_files`/`root_ca_pool`), a client certificate, verification off with
+    `insecure_skip_verify`."""
     tls = config.tls
     assert tls is not None
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    context.set_alpn_protocols(["http/1.1"])
-    if tls.root_ca_pem_files:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=None)
-        context.set_alpn_protocols(["http/1.1"])
-        for path in tls.root_ca_pem_files:
+    pem_files = list(tls.root_ca_pem_files)
+    der = [base64.b64decode(c) for c in tls.root_ca_pool]
+    if tls.ca is not None:
+        pem_files += list(getattr(tls.ca.config, "pem_files", ()))
+        der += [base64.b64decode(c) for c in getattr(tls.ca.config, "trusted_ca_certs", ())]
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if pem_files or der:
+        for path in pem_files:
             context.load_verify_locations(cafile=path)
+        for cert in der:
+            context.load_verify_locations(cadata=cert)
+    else:
+        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    context.set_alpn_protocols(["http/1.1"])
     if tls.client_certificate_file:
         context.load_cert_chain(tls.client_certificate_file, tls.client_certificate_key_file)
     if tls.insecure_skip_verify:
