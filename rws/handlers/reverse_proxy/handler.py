@@ -230,6 +230,9 @@ class ReverseProxy:
                 retries += 1
                 await self._pause()
                 continue
+            except BaseException:  # the client went away
+                host.num_requests -= 1
+                raise
             self.health.record(upstream, response.status, time.monotonic() - began, False)
             if self.response_buffers and response.body is not None:
                 await self._buffer_response(response)
