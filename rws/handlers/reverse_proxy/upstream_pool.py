@@ -492,10 +492,15 @@ class HttpTransport:
                 if not data:
                     break
                 conn.write(chunk(data) if chunked else data)
-                await conn.drain()
+                if self.write_timeout:
+                    await asyncio.wait_for(conn.drain(), self.write_timeout)
+                else:
+                    await conn.drain()
             if chunked:
                 conn.write(last_chunk())
             conn.sending = False
+        except asyncio.TimeoutError:
+            conn._fail(UpstreamTimeout(f"the upstream took no request body for {self.write_timeout}s"))
         except (ConnectionError, OSError) as exc:
             conn._fail(UpstreamError(f"sending the request body: {exc}", answered=conn.received_any))
 

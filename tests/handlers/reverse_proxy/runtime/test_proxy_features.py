@@ -234,3 +234,19 @@ def test_the_retry_budget_bounds_the_attempts_of_failing_requests(serve):
     # without a budget: 6 attempts per request; with it, the retries are at most a fifth
     # of the requests, plus ten in each second the run touched
     assert attempts <= requests + 0.2 * requests + 10 * (int(seconds) + 2)
+
+
+def test_an_upstream_that_takes_no_body_times_out_at_the_write_timeout(serve):
+    stuck = Backend("stuck")
+
+    def never_read(sock: socket.socket) -> None:
+        time.sleep(3)
+        sock.close()
+    stuck._serve = never_read  # type: ignore[method-assign]  # accepts, then reads nothing
+    transport = {"protocol": "http", "write_timeout": "300ms"}
+    try:
+        with serve(proxy_config(stuck.address, transport=transport)) as server:
+            response = httpx.post(server.url("/"), content=b"x" * (20 << 20), timeout=10)
+    finally:
+        stuck.close()
+    assert response.status_code == 504
