@@ -31,6 +31,7 @@ HIGH_WATER = 256 * 1024  # buffered response bytes before reading from the upstr
 DEFAULT_DIAL_TIMEOUT = 3.0
 DEFAULT_IDLE_CONNS_PER_HOST = 32
 DEFAULT_IDLE_TIMEOUT = 120.0
+DEFAULT_MAX_RESPONSE_HEADER_SIZE = 10 << 20  # as Go's transport
 
 
 class DialError(ConnectionError):
@@ -89,6 +90,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.sending = False  # a request body is still being sent
         self.keep_alive = False  # the response lets the connection be reused
+        self.head_size = 0  # bytes of header (and trailer) fields received
         self.tunnel: Any = None  # after a 101: the streaming.Tunnel that owns the connection
 
     # --- asyncio.Protocol --------------------------------------------------------------------
@@ -111,6 +113,10 @@ class UpstreamConnection(asyncio.Protocol):
             self.upgrade_data = data[exc.args[0]:] if exc.args else b""
             self.done = True
             self._wake()
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            self._fail(cause if isinstance(cause, UpstreamError) else UpstreamError(f"malformed response: {exc}"))
+            return
         except httptools.HttpParserError as exc:
             self._fail(UpstreamError(f"malformed response from the upstream: {exc}"))
             return
@@ -157,6 +163,9 @@ class UpstreamConnection(asyncio.Protocol):
     # --- llhttp callbacks --------------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > self.pool.transport.max_response_header_size:
+            raise UpstreamError("the upstream's response header fields are too large")
         field = (name.decode("latin-1"), value.decode("latin-1"))
         (self.trailers if self.status else self.headers).append(field)  # after the head: trailer fields
 
@@ -197,6 +206,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.status = 0
         self.headers = []
         self.trailers = []
+        self.head_size = 0
         self.chunks.clear()
         self.buffered = 0
         self.done = False
@@ -370,6 +380,7 @@ class HttpTransport:
         self.response_header_timeout = config.response_header_timeout
         self.read_timeout = config.read_timeout
         self.write_timeout = config.write_timeout
+        self.max_response_header_size = config.max_response_header_size or DEFAULT_MAX_RESPONSE_HEADER_SIZE
         self.tls = config.tls is not None
         self.server_name = config.tls.server_name if config.tls is not None else ""
         self.ssl: ssl.SSLContext | None = _client_context(config) if config.tls is not None else None

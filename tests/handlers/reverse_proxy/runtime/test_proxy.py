@@ -4,6 +4,7 @@ loopback (backends.py), real clients (httpx, raw sockets)."""
 from __future__ import annotations
 
 import hashlib
+import threading
 import socket
 import time
 from typing import Any
@@ -358,3 +359,73 @@ def test_a_tunnel_ends_at_the_stream_timeout(serve):
                 assert sock.recv(65536) == b""
     finally:
         echo.close()
+
+
+def test_a_real_websocket_client_and_server_talk_through_the_proxy(serve):
+    import asyncio
+
+    import websockets
+
+    ready = threading.Event()
+    holder: dict[str, Any] = {}
+
+    async def echo(ws: Any) -> None:
+        async for message in ws:
+            await ws.send(f"echo {message}")
+
+    def backend_thread() -> None:
+        async def main() -> None:
+            async with websockets.serve(echo, "127.0.0.1", 0) as server:
+                holder["port"] = next(iter(server.sockets)).getsockname()[1]
+                holder["stop"] = asyncio.get_running_loop().create_future()
+                ready.set()
+                await holder["stop"]
+        holder["loop"] = asyncio.new_event_loop()
+        holder["loop"].run_until_complete(main())
+
+    thread = threading.Thread(target=backend_thread, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+
+    async def client(port: int) -> list[str]:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/chat") as ws:
+            replies = []
+            for text in ("hello", "x" * 100_000, "bye"):
+                await ws.send(text)
+                replies.append(await ws.recv())
+            return replies
+
+    try:
+        with serve(proxy_config(f"127.0.0.1:{holder['port']}")) as server:
+            replies = asyncio.run(client(server.port()))
+    finally:
+        holder["loop"].call_soon_threadsafe(holder["stop"].set_result, None)
+        thread.join(10)
+    assert replies == ["echo hello", "echo " + "x" * 100_000, "echo bye"]
+
+
+def test_the_issue_example_site(serve, backend):
+    two = Backend("two")
+    site = f"""http://127.0.0.1 {{
+\treverse_proxy /api/* {backend.address} {two.address} {{
+\t\tlb_policy least_conn
+\t\tlb_retries 2
+\t\thealth_uri /healthz
+\t\thealth_interval 5s
+\t\tfail_duration 30s
+\t\theader_up X-Real-IP {{remote_host}}
+\t}}
+\trespond /other "site"
+}}
+"""
+    try:
+        with serve(site) as server:
+            with httpx.Client() as client:
+                api = {client.get(server.url(f"/api/{i}")).content for i in range(10)}
+                other = client.get(server.url("/other")).content
+    finally:
+        two.close()
+    assert api == {b"one", b"two"} and other == b"site"
+    seen = [ex for ex in backend.requests + two.requests if ex.target.startswith("/api/")]
+    assert seen and all(ex.header("X-Real-IP") == "127.0.0.1" for ex in seen)
+    assert any(ex.target == "/healthz" for ex in backend.requests + two.requests)

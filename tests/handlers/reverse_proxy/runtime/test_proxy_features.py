@@ -250,3 +250,21 @@ def test_an_upstream_that_takes_no_body_times_out_at_the_write_timeout(serve):
     finally:
         stuck.close()
     assert response.status_code == 504
+
+
+def test_an_upstream_header_flood_is_cut_off_with_a_502(serve):
+    def flood(ex: Exchange) -> None:
+        ex.sock.sendall(b"HTTP/1.1 200 OK\r\n")
+        try:
+            for i in range(100_000):
+                ex.sock.sendall(b"X-Flood-%d: %s\r\n" % (i, b"y" * 100))
+        except OSError:
+            pass
+    backend = Backend("flood", respond=flood)
+    transport = {"protocol": "http", "max_response_header_size": 65536}
+    try:
+        with serve(proxy_config(backend.address, transport=transport)) as server:
+            response = httpx.get(server.url("/"), timeout=10)
+    finally:
+        backend.close()
+    assert response.status_code == 502
