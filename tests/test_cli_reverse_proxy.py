@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from e2e.processes import Process
 from rws.config.model import validate_tree
 from rws.errors import RwsError
 from rws.handlers.reverse_proxy.command import proxy_plan
@@ -243,50 +243,6 @@ class Backend:
         self.server.server_close()
 
 
-class Process:
-    """`rws reverse-proxy <args>` in the background; its stderr (JSON log lines) is collected."""
-
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "rws", "reverse-proxy", *args], cwd=cwd, env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.records: list[dict[str, Any]] = []
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-            try:
-                self.records.append(json.loads(line))
-            except ValueError:
-                pass
-
-    def wait_for(self, msg: str, timeout: float = 30) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = [r for r in self.records if r.get("msg") == msg]
-            if found:
-                return found[0]
-            if self.proc.poll() is not None and not self.reader.is_alive():
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"no {msg!r} record; stderr:\n{''.join(self.lines)}")
-
-    def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.wait_for('listener bound')['bound'][1]}{path}"
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            return self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
-
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_DATA_HOME": str(tmp_path / "data")}
@@ -310,7 +266,7 @@ def proxy(tmp_path: Path, env: dict[str, str]) -> Iterator[Callable[..., Process
     started: list[Process] = []
 
     def start(*args: str) -> Process:
-        started.append(Process(["--from", "127.0.0.1:0", *args], tmp_path, env))
+        started.append(Process(["reverse-proxy", "--from", "127.0.0.1:0", *args], tmp_path, env))
         return started[-1]
 
     yield start

@@ -54,6 +54,9 @@ class Process:
         assert len(records) >= count, "".join(self.lines)
         return int(records[count - 1]["bound"][1])
 
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port()}{path}"
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
