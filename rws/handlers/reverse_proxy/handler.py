@@ -190,7 +190,7 @@ class ReverseProxy:
         resendable = body is None or isinstance(body, bytes)  # not a stream read from the client
         replayable = resendable and method in IDEMPOTENT
         while True:
-            pool = await self._pool(request)
+            pool = await self._pool(request) if self.dynamic is not None or self.templated else self.upstreams
             if tried:  # a retry goes to another upstream while there is one
                 pool = [u for u in pool if u.dial not in tried] or pool
             upstream = self.policy.select(pool, selecting)

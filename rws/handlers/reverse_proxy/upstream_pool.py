@@ -287,16 +287,22 @@ class Pool:
         self.waiting: collections.deque[asyncio.Future[None]] = collections.deque()
         self.sweep: asyncio.TimerHandle | None = None  # closes connections idle too long
 
-    async def acquire(self, dial_timeout: float) -> tuple[UpstreamConnection, bool]:
-        """A connection, and whether it was reused from the pool."""
-        now = time.monotonic()
+    def take_idle(self) -> UpstreamConnection | None:
+        """The most recently used idle connection that is still good, if any."""
         idle_timeout = self.transport.idle_timeout
         while self.idle:
             conn = self.idle.pop()
-            if conn.closed or conn.transport is None or (idle_timeout and now - conn.idle_since > idle_timeout):
+            if conn.closed or conn.transport is None or time.monotonic() - conn.idle_since > idle_timeout:
                 conn.close()
                 self.open -= 1
                 continue
+            return conn
+        return None
+
+    async def acquire(self, dial_timeout: float) -> tuple[UpstreamConnection, bool]:
+        """A connection, and whether it was reused from the pool."""
+        conn = self.take_idle()
+        if conn is not None:
             return conn, True
         limit = self.transport.max_conns_per_host
         while limit and self.open >= limit:
@@ -438,7 +444,10 @@ class HttpTransport:
         `read(n)`, sent chunked when `chunked`) and wait for the response head.
         `replayable`: the request may be sent twice (an idempotent method, no body)."""
         pool = self.pool(address)
-        conn, reused = await pool.acquire(self.dial_timeout)
+        conn = pool.take_idle()
+        reused = conn is not None
+        if conn is None:
+            conn, reused = await pool.acquire(self.dial_timeout)
         try:
             return await self._exchange(conn, head, body, chunked=chunked, head_only=head_only,
                                         informational=informational)
