@@ -110,11 +110,16 @@ class HttpConnection(asyncio.Protocol):
         if self.receiving is not None and not self.receiving.complete:
             self.receiving.finish(ConnectionResetError("client closed the connection"))
         self.closing = True
+        if self.task is not None and not self.pending:
+            # The client gave up on the response in flight (as Go's server, whose request
+            # context ends when the client's side closes): stop waiting for it.
+            self.task.cancel()
+            return True
         if self.task is None and not self.pending:
             self._close()
         else:
             self._proceed()
-        return True  # keep our side open until the response in flight is written
+        return True  # keep our side open until the pipelined responses are written
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.tunnel is not None:
@@ -320,15 +325,18 @@ class HttpConnection(asyncio.Protocol):
         lines = [status_line_text(status)]
         has_length = has_date = False
         connection_at: list[int] = []
+        in_memory = length is not None and kind is not FileBody
         for name, value in response.headers:
             if len(name) in _SPECIAL_LENGTHS:
                 lname = name.lower()
                 if lname == "content-length":
-                    if bodiless:
+                    # a body in memory is sent with its own length (except to HEAD, whose
+                    # length describes the body a GET would get)
+                    if bodiless or (in_memory and head.method != "HEAD" and value.strip() != str(length)):
                         continue
                     has_length = True
                 elif lname == "transfer-encoding":
-                    if bodiless:
+                    if bodiless or in_memory:
                         continue
                 elif lname == "date":
                     has_date = True
@@ -386,12 +394,17 @@ class HttpConnection(asyncio.Protocol):
             finally:
                 body.file.close()
         written = 0
-        async for data in body:
-            if not data:
-                continue
-            written += len(data)
-            self._write(chunk(data) if chunked else data)
-            await self._drain()
+        try:
+            async for data in body:
+                if not data:
+                    continue
+                written += len(data)
+                self._write(chunk(data) if chunked else data)
+                await self._drain()
+        finally:
+            close = getattr(body, "aclose", None)
+            if close is not None:
+                await close()
         if chunked:
             trailers = getattr(response, "trailers", None)
             self._write(last_chunk(list(trailers.items()) if trailers else None))

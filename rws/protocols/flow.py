@@ -63,13 +63,17 @@ class BodyStream:
                     return b"".join(parts)
                 parts.append(part)
         while not self.chunks and not self.complete:
+            if self.waiter is not None:
+                raise RuntimeError("the request body is already being read")
             if self.expect_continue:
                 self.expect_continue = False
                 self.conn.send_continue()
             self.waiter = self.conn.loop.create_future()
             self.conn.resume_if_needed()
-            await self.waiter
-            self.waiter = None
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
         if not self.chunks:
             if self.error is not None:
                 raise self.error

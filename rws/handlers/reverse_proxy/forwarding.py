@@ -12,7 +12,10 @@ Client-bound: hop-by-hop fields of the upstream's response are removed, rws's ow
 
 from __future__ import annotations
 
+import re
+
 from rws.http.message import Headers, Request
+from rws.protocols.http1.core import header_line
 
 HOP_BY_HOP = frozenset({"connection", "proxy-connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
                         "te", "trailer", "transfer-encoding", "upgrade"})
@@ -90,12 +93,17 @@ def client_response_headers(upstream: list[tuple[str, str]], base: Headers) -> H
     return base
 
 
-def request_head(method: str, target: str, headers: Headers) -> bytes:
-    """The serialised head of an HTTP/1.1 request."""
+def request_head(method: str, target: str, headers: Headers) -> bytes | None:
+    """The serialised head of an HTTP/1.1 request; None when the target holds characters
+    a request line can't carry (controls, spaces, non-ASCII), which a rewrite may have
+    put there. Fields whose names are not tokens are dropped; CR, LF and NUL in values
+    become spaces."""
+    if not _SAFE_TARGET.fullmatch(target):
+        return None
     lines = [f"{method} {target} HTTP/1.1\r\n"]
-    for name, value in headers:
-        if "\r" in value or "\n" in value:
-            value = value.replace("\r", " ").replace("\n", " ")
-        lines.append(f"{name}: {value}\r\n")
+    lines.extend(header_line(name, value) for name, value in headers)
     lines.append("\r\n")
     return "".join(lines).encode("latin-1", "replace")
+
+
+_SAFE_TARGET = re.compile(r"[\x21-\x7e]+")

@@ -31,6 +31,7 @@ from rws.handlers.reverse_proxy.transport_config import HttpTransportConfig
 from rws.handlers.reverse_proxy.upstream_pool import (
     DialError,
     HttpTransport,
+    UpstreamBody,
     UpstreamError,
     UpstreamResponse,
     UpstreamTimeout,
@@ -173,17 +174,21 @@ class ReverseProxy:
             method, target = selecting.method, selecting.uri
         trusted = bool(request.vars.get("trusted_proxy")) or self._trusted(request.remote_ip)
         base_headers, upgrade = upstream_request_headers(request, trusted)
+        # The framing and the Host are rws's own, never copied from the client's fields
+        # (which a `Connection` token may have removed).
+        base_headers.delete("Content-Length")
+        base_headers.delete("Transfer-Encoding")
+        if request.authority:
+            base_headers.set("Host", request.authority)
         has_body = body is not None and body is not EMPTY_BODY and (request.chunked or bool(request.content_length))
         chunked = request.chunked
         if has_body and self.request_buffers:
             body, chunked = await self._buffer_request(body, base_headers)
+        elif has_body:
+            base_headers.add(*(("Transfer-Encoding", "chunked") if chunked else
+                               ("Content-Length", str(request.content_length))))
         if not has_body:
             body = None
-            base_headers.delete("Content-Length")
-            base_headers.delete("Transfer-Encoding")
-        elif chunked:
-            base_headers.delete("Content-Length")
-            base_headers.add("Transfer-Encoding", "chunked")
         start = time.monotonic()
         retries = 0
         tried: set[str] = set()
@@ -209,6 +214,8 @@ class ReverseProxy:
             if "Host" not in headers:
                 headers.add("Host", request.authority or upstream.dial)
             head = request_head(method, target, headers)
+            if head is None:
+                raise HttpError(502, f"cannot send the request target {target!r} upstream")
             began = time.monotonic()
             host = upstream.host
             host.num_requests += 1
@@ -234,25 +241,41 @@ class ReverseProxy:
                 host.num_requests -= 1
                 raise
             self.health.record(upstream, response.status, time.monotonic() - began, False)
+            return await self._finish(request, next, upstream, response, upgrade)
+
+    async def _finish(self, request: Request, next: Next, upstream: Upstream, response: UpstreamResponse,
+                      upgrade: str) -> Response:
+        """The client's response to an upstream response: buffered (`response_buffers`),
+        handled by `handle_response` routes, or copied. The upstream's request stays
+        counted in flight until its body is done with, whatever happens here."""
+        copied: list[Response] = []
+
+        def finalize(held: UpstreamResponse) -> Response:
+            copied.append(self._respond(request, upstream, held, upgrade))
+            return copied[-1]
+
+        try:
             if self.response_buffers and response.body is not None:
-                await self._buffer_response(response)
+                try:
+                    await self._buffer_response(response)
+                except (UpstreamTimeout, UpstreamError) as exc:
+                    raise HttpError(504 if isinstance(exc, UpstreamTimeout) else 502, str(exc)) from None
             values = request.values
             values[RESPONSE_KEY] = response
             values["http.reverse_proxy.status_code"] = response.status
             values["http.reverse_proxy.status_text"] = status_text(response.status)
             if self.response_handlers:
-                copied: list[Response] = []
-
-                def finalize(held: UpstreamResponse) -> Response:
-                    copied.append(self._respond(request, upstream, held, upgrade))
-                    return copied[-1]
-
                 handled = await handle_response(self.response_handlers, request, next, response, finalize)
                 if handled is not None:
-                    if not copied:
-                        host.num_requests -= 1  # the routes answered; the upstream's response was dropped
                     return handled
-            return self._respond(request, upstream, response, upgrade)
+            return finalize(response)
+        finally:
+            if not copied:  # the upstream's response was dropped (or failed)
+                upstream.host.num_requests -= 1
+                if response.body is not None:
+                    await response.body.aclose()  # type: ignore[attr-defined]
+                if response.upgraded is not None:
+                    response.upgraded.close()
 
     async def _buffer_request(self, body: Any, headers: Headers) -> tuple[Any, bool]:
         """`request_buffers`: read up to that many bytes of the body first (all for -1).
@@ -260,31 +283,27 @@ class ReverseProxy:
         retry); a longer one is sent as read so far, then streamed, in chunks."""
         data, complete = await _read_up_to(body.read, self.request_buffers)
         if complete:
-            headers.set("Content-Length", str(len(data)))
-            headers.delete("Transfer-Encoding")
+            headers.add("Content-Length", str(len(data)))
             return data, False
-        headers.delete("Content-Length")
+        headers.add("Transfer-Encoding", "chunked")
         return _Prefixed(data, body), True
 
     async def _buffer_response(self, response: UpstreamResponse) -> None:
         """`response_buffers`: read up to that many bytes of the response body before
-        answering; a body that fits goes out in one piece."""
-        assert response.body is not None
-        source = response.body.__aiter__()
+        answering; a body that fits goes out in one piece, a longer one streams on."""
+        body = response.body
+        assert isinstance(body, UpstreamBody)
 
         async def read(n: int) -> bytes:
             try:
-                return await source.__anext__()
+                return await body.__anext__()
             except StopAsyncIteration:
                 return b""
         data, complete = await _read_up_to(read, self.response_buffers)
         if complete:
-            close = getattr(response.body, "aclose", None)
-            if close is not None:
-                await close()
             response.body, response.data = None, data
         else:
-            response.body = _chain(data, source)
+            body.unread(data)
 
     def _trusted(self, remote_ip: str) -> bool:
         if not self.trusted or not remote_ip:
@@ -323,7 +342,10 @@ class ReverseProxy:
                                              or self.header_down_require.match(response.status, headers)):
             self.header_down.apply(headers, request)
         host = upstream.host
-        if response.status == 101 and response.upgraded is not None:
+        if response.status == 101:
+            offered = response_header(response, "Upgrade")
+            if response.upgraded is None or not upgrade or offered.lower() != upgrade.lower():
+                raise HttpError(502, f"the upstream switched to {offered!r}, which the client did not ask for")
             from rws.handlers.reverse_proxy.streaming import tunnel_response
 
             headers.set("Connection", "Upgrade")
@@ -333,7 +355,7 @@ class ReverseProxy:
         if response.body is None:
             host.num_requests -= 1
             return Response(response.status, headers, response.data)
-        proxied = Response(response.status, headers, _counted(response.body, host))
+        proxied = Response(response.status, headers, _Counted(response.body, host))
         if response.length is None:
             proxied.trailers = Headers(response.trailers)  # the upstream's trailers, once its body ends
         return proxied
@@ -362,16 +384,37 @@ def _done(host: Any) -> None:
     host.num_requests -= 1
 
 
-async def _counted(body: AsyncIterator[bytes], host: Any) -> AsyncIterator[bytes]:
-    """The upstream's body; the upstream's request stays counted until it ends."""
-    try:
-        async for data in body:
-            yield data
-    finally:
-        host.num_requests -= 1
-        close = getattr(body, "aclose", None)
+class _Counted:
+    """The upstream's body for the client; the upstream's request stays counted in flight
+    until the body ends, fails or is closed (exactly once)."""
+
+    __slots__ = ("body", "host", "counted")
+
+    def __init__(self, body: AsyncIterator[bytes], host: Any) -> None:
+        self.body = body
+        self.host = host
+        self.counted = True
+
+    def __aiter__(self) -> _Counted:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self.body.__anext__()
+        except BaseException:
+            self._done()
+            raise
+
+    async def aclose(self) -> None:
+        self._done()
+        close = getattr(self.body, "aclose", None)
         if close is not None:
             await close()
+
+    def _done(self) -> None:
+        if self.counted:
+            self.counted = False
+            self.host.num_requests -= 1
 
 
 async def _read_up_to(read: Any, limit: int) -> tuple[bytes, bool]:
@@ -401,12 +444,6 @@ class _Prefixed:
             data, self.first = self.first, b""
             return data
         return await self.rest.read(n)  # type: ignore[no-any-return]
-
-
-async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    yield first
-    async for data in rest:
-        yield data
 
 
 def _default_transport(ctx: Any) -> HttpTransport:

@@ -18,6 +18,7 @@ from typing import Any, Callable
 from rws.errors import HttpError
 from rws.handlers.headers import ResponseMatcher
 from rws.handlers.reverse_proxy.config import CopyResponseConfig, CopyResponseHeadersConfig, ResponseHandlerConfig
+from rws.handlers.reverse_proxy.forwarding import HOP_BY_HOP
 from rws.handlers.reverse_proxy.upstream_pool import UpstreamResponse
 from rws.handlers.static_response import go_atoi
 from rws.http.message import Headers, Next, Request, Response, canonical_header_key
@@ -134,6 +135,8 @@ class CopyResponseHeaders:
             key = canonical_header_key(name)
             if (self.include and key not in self.include) or key in self.exclude:
                 continue
+            if key.lower() in HOP_BY_HOP or key == "Content-Length":
+                continue  # the framing belongs to the response that is actually written
             request.response_headers.add(name, value)
         return await next(request)
 

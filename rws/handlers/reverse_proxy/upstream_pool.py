@@ -38,6 +38,20 @@ class DialError(ConnectionError):
     """No connection to the upstream: nothing was sent, so another upstream may be tried."""
 
 
+class _ExtraResponse(Exception):
+    """The upstream sent more after its response: a misbehaving upstream's bytes, dropped."""
+
+
+class _Ignore:
+    """The parser of a connection whose response is complete and whose other bytes are dropped."""
+
+    def feed_data(self, data: bytes) -> None:
+        return
+
+
+_IGNORE = _Ignore()
+
+
 class UpstreamTimeout(TimeoutError):
     """The upstream did not answer in time (504)."""
 
@@ -92,6 +106,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.keep_alive = False  # the response lets the connection be reused
         self.head_size = 0  # bytes of header (and trailer) fields received
         self.tunnel: Any = None  # after a 101: the streaming.Tunnel that owns the connection
+        self.upgraded = False  # a 101 came: what follows is the new protocol's
 
     # --- asyncio.Protocol --------------------------------------------------------------------
 
@@ -102,6 +117,9 @@ class UpstreamConnection(asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel.upstream_data(data)
             return
+        if self.upgraded:  # after a 101, before the tunnel runs
+            self.upgrade_data += data
+            return
         self.received_any = True
         parser = self.parser
         if parser is None:  # bytes nobody asked for: the connection can't be trusted
@@ -111,10 +129,15 @@ class UpstreamConnection(asyncio.Protocol):
             parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             self.upgrade_data = data[exc.args[0]:] if exc.args else b""
+            self.upgraded = True
             self.done = True
             self._wake()
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
+            if isinstance(cause, _ExtraResponse):  # the response is complete; the rest is dropped
+                self.keep_alive = False
+                self.parser = _IGNORE
+                return
             self._fail(cause if isinstance(cause, UpstreamError) else UpstreamError(f"malformed response: {exc}"))
             return
         except httptools.HttpParserError as exc:
@@ -128,14 +151,20 @@ class UpstreamConnection(asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel.upstream_closed()
             return False
-        if self.parser is not None and self.head is not None and self.head.done() and not self.done:
-            try:
-                self.parser.feed_data(b"")  # a body delimited by the end of the connection ends here
-            except httptools.HttpParserError:
-                pass
+        if self.head is not None and self.head.done() and not self.done and self.error is None and self._ends_at_close():
+            self.keep_alive = False  # a body delimited by the end of the connection ends here
+            self.done = True
+            self._wake()
         if not self.done:
             self._fail(UpstreamError("the upstream closed the connection", answered=self.received_any))
         return False
+
+    def _ends_at_close(self) -> bool:
+        """Whether the response's body runs to the end of the connection (no length, not chunked)."""
+        for name, _ in self.headers:
+            if name.lower() in ("content-length", "transfer-encoding"):
+                return False
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -169,6 +198,10 @@ class UpstreamConnection(asyncio.Protocol):
         field = (name.decode("latin-1"), value.decode("latin-1"))
         (self.trailers if self.status else self.headers).append(field)  # after the head: trailer fields
 
+    def on_message_begin(self) -> None:
+        if self.done:
+            raise _ExtraResponse()
+
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         if 100 <= status < 200 and status != 101:
@@ -176,6 +209,9 @@ class UpstreamConnection(asyncio.Protocol):
                 self.informational(103, self.headers)
             self.headers = []
             return
+        for name, value in self.headers:
+            if name.lower() == "transfer-encoding" and value.strip().lower() != "chunked":
+                raise UpstreamError(f"unsupported transfer encoding from the upstream: {value!r}")
         self.status = status
         self.keep_alive = self.parser.should_keep_alive()
         if self.head is not None and not self.head.done():
@@ -184,7 +220,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.done = True
 
     def on_body(self, body: bytes) -> None:
-        if self.head_only:
+        if self.head_only or not body:
             return
         self.chunks.append(body)
         self.buffered += len(body)
@@ -226,33 +262,6 @@ class UpstreamConnection(asyncio.Protocol):
         if self.drained is not None and not self.drained.done():
             await self.drained
 
-    async def read_body(self, read_timeout: float) -> AsyncIterator[bytes]:
-        """The response body as it arrives; raises UpstreamError if it ends early."""
-        try:
-            while True:
-                while not self.chunks and not self.done and self.error is None:
-                    self.waiter = self.loop.create_future()
-                    if read_timeout:
-                        try:
-                            await asyncio.wait_for(self.waiter, read_timeout)
-                        except asyncio.TimeoutError:
-                            raise UpstreamTimeout("timed out reading the upstream response body") from None
-                    else:
-                        await self.waiter
-                if self.chunks:
-                    data = self.chunks.popleft()
-                    self.buffered -= len(data)
-                    if self.paused and self.buffered <= HIGH_WATER // 2 and self.transport is not None:
-                        self.paused = False
-                        self.transport.resume_reading()
-                    yield data
-                    continue
-                if self.error is not None:
-                    raise self.error
-                return
-        finally:
-            self.pool.finished(self)
-
     def _wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
@@ -268,12 +277,69 @@ class UpstreamConnection(asyncio.Protocol):
 
     def reusable(self) -> bool:
         return (self.done and self.error is None and not self.closed and self.transport is not None and not self.sending
-                and self.parser is not None and self.keep_alive and not self.chunks)
+                and self.parser is not None and self.keep_alive and not self.chunks and not self.paused)
 
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+
+
+class UpstreamBody:
+    """A response body as it arrives from the upstream: an async iterator of bytes that
+    raises UpstreamError if the body ends early. When it ends, fails or is closed
+    (`aclose`), the connection goes back to its pool (or is closed), exactly once."""
+
+    __slots__ = ("conn", "read_timeout", "released")
+
+    def __init__(self, conn: UpstreamConnection, read_timeout: float) -> None:
+        self.conn = conn
+        self.read_timeout = read_timeout
+        self.released = False
+
+    def __aiter__(self) -> UpstreamBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        conn = self.conn
+        try:
+            while not conn.chunks and not conn.done and conn.error is None:
+                conn.waiter = conn.loop.create_future()
+                if self.read_timeout:
+                    try:
+                        await asyncio.wait_for(conn.waiter, self.read_timeout)
+                    except asyncio.TimeoutError:
+                        raise UpstreamTimeout("timed out reading the upstream response body") from None
+                else:
+                    await conn.waiter
+        except BaseException:
+            self.release()
+            raise
+        if conn.chunks:
+            data = conn.chunks.popleft()
+            conn.buffered -= len(data)
+            if conn.paused and conn.buffered <= HIGH_WATER // 2 and conn.transport is not None:
+                conn.paused = False
+                conn.transport.resume_reading()
+            return data
+        self.release()
+        if conn.error is not None:
+            raise conn.error
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        self.release()
+
+    def unread(self, data: bytes) -> None:
+        """Put bytes read from the body back in front of the rest."""
+        if data:
+            self.conn.chunks.appendleft(data)
+            self.conn.buffered += len(data)
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.conn.pool.finished(self.conn)
 
 
 class Pool:
@@ -480,8 +546,12 @@ class HttpTransport:
             except asyncio.TimeoutError:
                 raise UpstreamTimeout(f"no response from the upstream within {self.response_header_timeout}s") from None
             finally:
-                if sender is not None and not conn.head.done():
+                if sender is not None and not sender.done():
+                    # The upstream answered before it took the whole body (or failed): stop
+                    # sending; the connection is not reused, and the client's connection
+                    # deals with the rest of the body.
                     sender.cancel()
+                    await asyncio.gather(sender, return_exceptions=True)
         except BaseException:
             conn.close()
             conn.pool.finished(conn)
@@ -494,15 +564,19 @@ class HttpTransport:
                 length = int(value)
         if conn.status == 101:
             conn.pool.open -= 1  # no longer the pool's: the handler owns the raw connection
+            conn.pool._wake_one()
             conn.parser = None
             return UpstreamResponse(101, headers, None, None, False, upgraded=conn)
         if conn.done and conn.error is None and not conn.trailers:  # the whole response is here already
             data = b"".join(conn.chunks) if conn.chunks else b""
             conn.chunks.clear()
             conn.buffered = 0
+            if conn.paused and conn.transport is not None:
+                conn.paused = False
+                conn.transport.resume_reading()
             conn.pool.finished(conn)
             return UpstreamResponse(conn.status, headers, None, length, keep, data=data)
-        return UpstreamResponse(conn.status, headers, conn.read_body(self.read_timeout), length, keep,
+        return UpstreamResponse(conn.status, headers, UpstreamBody(conn, self.read_timeout), length, keep,
                                 trailers=conn.trailers)  # filled in if trailer fields follow the body
 
     async def _send_body(self, conn: UpstreamConnection, body: Any, chunked: bool) -> None:
