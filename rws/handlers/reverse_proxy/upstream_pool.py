@@ -376,8 +376,12 @@ class Pool:
             self.waiting.append(waiter)
             try:
                 await asyncio.wait_for(waiter, dial_timeout or None)
-            except asyncio.TimeoutError:
-                raise DialError(f"no free connection to {self.address} within {dial_timeout}s") from None
+            except BaseException as exc:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken, but leaving: the free slot goes to the next in line
+                if isinstance(exc, asyncio.TimeoutError):
+                    raise DialError(f"no free connection to {self.address} within {dial_timeout}s") from None
+                raise
             finally:
                 if waiter in self.waiting:
                     self.waiting.remove(waiter)
