@@ -895,6 +895,24 @@ CASES += [
     y("/ignored", "POST", content=b"x" * 100),
 ]
 
+# reverse_proxy (each server is its own upstream) -----------------------------------------
+# `Via`: the latest Caddy adds `Via: 1.1 Caddy` both ways (and drops its own Server),
+# 2.6.2 adds none; rws follows the latest (`1.1 rws`), so it is not compared. The
+# X-Forwarded-Host and upstream address carry each server's own port.
+p = cases_for("proxy", skip_headers=("Via",))
+CASES += [
+    p("/proxy/echo?a=1", body_pattern=r"GET /backend/echo\?a=1 host=127\.0\.0\.1 xff=127\.0\.0\.1 "
+      r"xfh=127\.0\.0\.1:\d+ xfp=http up=127\.0\.0\.1:\d+ hop= body="),
+    p("/proxy/echo?a=1", headers={"X-Forwarded-For": "6.6.6.6", "X-Hop": "x", "Connection": "X-Hop"},
+      body_pattern=r"GET /backend/echo\?a=1 host=127\.0\.0\.1 xff=127\.0\.0\.1 xfh=127\.0\.0\.1:\d+ xfp=http "
+      r"up=127\.0\.0\.1:\d+ hop= body="),
+    p("/proxy/status"),
+    p("/proxy/anything", "POST", content=b"payload"),
+    p("/proxy/anything", "HEAD"),
+    p("/handled/x"),
+    p("/down/x"),
+]
+
 
 def test_sites_listen_on_loopback_only() -> None:
     """Every site of every template binds 127.0.0.1, so the servers are not reachable from
