@@ -112,8 +112,9 @@ class HttpConnection(asyncio.Protocol):
         self.closing = True
         if self.task is not None and not self.pending:
             # The client gave up on the response in flight (as Go's server, whose request
-            # context ends when the client's side closes): stop waiting for it.
+            # context ends when the client's side closes): stop waiting for it, and close.
             self.task.cancel()
+            self._close()
             return True
         if self.task is None and not self.pending:
             self._close()

@@ -429,3 +429,25 @@ def test_the_issue_example_site(serve, backend):
     seen = [ex for ex in backend.requests + two.requests if ex.target.startswith("/api/")]
     assert seen and all(ex.header("X-Real-IP") == "127.0.0.1" for ex in seen)
     assert any(ex.target == "/healthz" for ex in backend.requests + two.requests)
+
+
+def test_a_client_that_half_closes_with_a_request_in_flight_is_closed(serve):
+    seen = threading.Event()
+
+    def slow(ex: Exchange) -> None:
+        seen.set()
+        time.sleep(2)
+        try:
+            ex.reply(200, b"late")
+        except OSError:
+            pass
+    backend = Backend("slow", respond=slow)
+    try:
+        with serve(proxy_config(backend.address)) as server:
+            with socket.create_connection(("127.0.0.1", server.port()), timeout=5) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                assert seen.wait(5)
+                sock.shutdown(socket.SHUT_WR)  # the client gives up (FIN)
+                assert sock.recv(100) == b""  # rws closes its side too, without waiting for the upstream
+    finally:
+        backend.close()
