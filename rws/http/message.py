@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import re
 import time
-from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Protocol
 
 from rws.errors import HttpError

@@ -49,6 +49,7 @@ UPSTREAM_KEY = "http.reverse_proxy.upstream"  # request.values: the upstream of 
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 DEFAULT_TRY_INTERVAL = 0.25
+MAX_KNOWN_HOSTS = 1024  # dynamic and templated upstreams remembered per proxy
 
 
 class RetryBudget:
@@ -133,8 +134,16 @@ class ReverseProxy:
     def _known(self, dial: str, max_requests: int = 0) -> Upstream:
         upstream = self.hosts.get(dial)
         if upstream is None:
+            if len(self.hosts) >= MAX_KNOWN_HOSTS:  # addresses may come from requests: stay bounded
+                self._forget_idle_hosts()
             upstream = self.hosts[dial] = self._checked(Upstream(dial, acquire_host(dial), max_requests))
         return upstream
+
+    def _forget_idle_hosts(self) -> None:
+        """Drop the oldest half of the dynamic and templated upstreams with nothing in flight."""
+        for dial in list(self.hosts)[:MAX_KNOWN_HOSTS // 2]:
+            if self.hosts[dial].host.num_requests == 0:
+                release_host(self.hosts.pop(dial).host)
 
     async def _pool(self, request: Request) -> list[Upstream]:
         if self.dynamic is not None:

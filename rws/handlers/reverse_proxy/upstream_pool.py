@@ -32,6 +32,7 @@ DEFAULT_DIAL_TIMEOUT = 3.0
 DEFAULT_IDLE_CONNS_PER_HOST = 32
 DEFAULT_IDLE_TIMEOUT = 120.0
 DEFAULT_MAX_RESPONSE_HEADER_SIZE = 10 << 20  # as Go's transport
+MAX_POOLS = 1024  # upstream addresses with a pool, before pools without connections are dropped
 
 
 class DialError(ConnectionError):
@@ -465,6 +466,9 @@ class HttpTransport:
     def pool(self, address: str) -> Pool:
         pool = self.pools.get(address)
         if pool is None:
+            if len(self.pools) >= MAX_POOLS:  # addresses may come from requests: stay bounded
+                for key in [k for k, p in self.pools.items() if p.open == 0 and not p.waiting]:
+                    del self.pools[key]
             pool = self.pools[address] = Pool(self, address)
         return pool
 

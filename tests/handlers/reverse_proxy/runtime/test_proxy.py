@@ -451,3 +451,18 @@ def test_a_client_that_half_closes_with_a_request_in_flight_is_closed(serve):
                 assert sock.recv(100) == b""  # rws closes its side too, without waiting for the upstream
     finally:
         backend.close()
+
+
+def test_upstream_addresses_taken_from_requests_stay_bounded(serve, backend):
+    from rws.handlers.reverse_proxy.handler import MAX_KNOWN_HOSTS
+    from rws.handlers.reverse_proxy.upstreams import upstream_states
+
+    config = proxy_config("{http.request.header.X-Upstream}")
+    with serve(config) as server:
+        with httpx.Client() as client:
+            assert client.get(server.url("/"), headers={"X-Upstream": backend.address}).content == b"one"
+            for i in range(2 * MAX_KNOWN_HOSTS):  # loopback addresses where nothing listens on port 1: 502 each
+                dial = f"127.0.{i // 250}.{i % 250 + 1}:1"
+                assert client.get(server.url("/"), headers={"X-Upstream": dial}).status_code == 502
+        known = len(upstream_states())
+    assert known <= MAX_KNOWN_HOSTS + 1
