@@ -24,6 +24,8 @@ from typing import Any, AsyncIterator
 
 import httptools
 
+from rws.errors import ConfigError
+from rws.handlers.reverse_proxy.dial_addresses import parse_network_address
 from rws.handlers.reverse_proxy.transport_config import HttpTransportConfig, KeepAliveConfig
 from rws.protocols.http1.core import chunk, last_chunk
 
@@ -460,6 +462,8 @@ class HttpTransport:
         self.max_response_header_size = config.max_response_header_size or DEFAULT_MAX_RESPONSE_HEADER_SIZE
         self.tls = config.tls is not None
         self.server_name = config.tls.server_name if config.tls is not None else ""
+        self.plain_ports = frozenset(config.tls.except_ports) if config.tls is not None else frozenset()
+        self.local_address = parse_network_address(config.local_address).host or None if config.local_address else None
         self.ssl: ssl.SSLContext | None = _client_context(config) if config.tls is not None else None
         self.pools: dict[str, Pool] = {}
 
@@ -486,8 +490,11 @@ class HttpTransport:
                                                    server_hostname=self.server_name or None if self.ssl else None)
             else:
                 host, port = _split(address)
-                server_name = (self.server_name or host) if self.ssl else None
-                coro = loop.create_connection(protocol, host, port, ssl=self.ssl, server_hostname=server_name)
+                context = self.ssl if str(port) not in self.plain_ports else None
+                server_name = (self.server_name or host) if context else None
+                local = (self.local_address, 0) if self.local_address else None
+                coro = loop.create_connection(protocol, host, port, ssl=context, server_hostname=server_name,
+                                              local_addr=local)
             _, conn = await asyncio.wait_for(coro, timeout)
         except asyncio.TimeoutError:
             raise DialError(f"dialing {address}: timed out after {timeout}s") from None
@@ -504,8 +511,10 @@ class HttpTransport:
                                                     server_hostname=self.server_name or None if self.ssl else None)
             else:
                 host, port = _split(address)
-                coro = asyncio.open_connection(host, port, ssl=self.ssl,
-                                               server_hostname=(self.server_name or host) if self.ssl else None)
+                context = self.ssl if str(port) not in self.plain_ports else None
+                local = (self.local_address, 0) if self.local_address else None
+                coro = asyncio.open_connection(host, port, ssl=context, local_addr=local,
+                                               server_hostname=(self.server_name or host) if context else None)
             return await asyncio.wait_for(coro, timeout)
         except asyncio.TimeoutError:
             raise DialError(f"dialing {address}: timed out after {timeout}s") from None
@@ -648,7 +657,26 @@ def _client_context(config: HttpTransportConfig) -> ssl.SSLContext:
     return context
 
 
+def unsupported(config: HttpTransportConfig) -> str | None:
+    """What of a transport config rws can't do yet (it would otherwise be silently ignored)."""
+    if config.versions and "1.1" not in config.versions:
+        return (f"versions {list(config.versions)}: rws speaks HTTP/1.1 to upstreams "
+                "(HTTP/2, h2c and HTTP/3 upstreams are not supported yet)")
+    if config.proxy_protocol:
+        return "proxy_protocol is not supported yet"
+    if config.network_proxy is not None or config.forward_proxy_url:
+        return "outbound proxies (network_proxy, forward_proxy_url) are not supported yet"
+    if config.resolver is not None:
+        return "a resolver for dialing upstreams is not supported yet (the system's is used)"
+    if config.tls is not None and config.tls.client_certificate_automate:
+        return "tls client_certificate_automate is not supported yet"
+    return None
+
+
 def build_http_transport(config: HttpTransportConfig, ctx: Any) -> HttpTransport:
+    problem = unsupported(config)
+    if problem:
+        raise ConfigError("http.reverse_proxy.transport.http", problem)
     transport = HttpTransport(config)
     ctx.on_close(transport.close)
     return transport

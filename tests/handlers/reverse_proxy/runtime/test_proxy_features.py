@@ -268,3 +268,26 @@ def test_an_upstream_header_flood_is_cut_off_with_a_502(serve):
     finally:
         backend.close()
     assert response.status_code == 502
+
+
+def test_local_address_is_the_source_of_upstream_connections(serve):
+    backend = Backend("peer", respond=lambda ex: ex.reply(200, ex.sock.getpeername()[0].encode()))
+    transport = {"protocol": "http", "local_address": "127.0.0.2"}
+    try:
+        with serve(proxy_config(backend.address, transport=transport)) as server:
+            assert httpx.get(server.url("/")).content == b"127.0.0.2"
+    finally:
+        backend.close()
+
+
+def test_a_transport_rws_cannot_do_yet_is_refused_at_load(tmp_path):
+    import subprocess
+    import sys
+
+    config = tmp_path / "Rwsfile"
+    config.write_text("http://127.0.0.1:0 {\n\treverse_proxy h2c://127.0.0.1:50051\n}\n")
+    result = subprocess.run([sys.executable, "-m", "rws", "validate", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "HTTP/2, h2c and HTTP/3 upstreams are not supported yet" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
