@@ -205,3 +205,41 @@ def test_a_content_length_in_non_ascii_digits_is_400(server: Any) -> None:
     raw = exchange(server.port(), b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\n" + get())
     assert statuses(raw)[:1] == [400]
     assert statuses(exchange(server.port(), get(extra=b"Connection: close\r\n"))) == [200]
+
+
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+def test_request_trailers_are_not_taken_for_header_fields(serve, parser):
+    site = 'http://127.0.0.1 {\n\trespond "{http.request.body}|{header.X-Trailer}"\n}\n'
+    with serve(site, parser=parser) as server:
+        with socket.create_connection(("127.0.0.1", server.port()), timeout=5) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                         b"4\r\ndata\r\n0\r\nX-Trailer: evil\r\n\r\n")
+            response = b""
+            while chunk := sock.recv(65536):
+                response += chunk
+    assert response.startswith(b"HTTP/1.1 200") and response.endswith(b"\r\n\r\ndata|")
+
+
+def test_an_endless_trailer_is_cut_off(serve):
+    config = {"apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:0"], "max_header_bytes": 4096, "routes": [
+        {"handle": [{"handler": "static_response", "body": "{http.request.body}"}]}]}}}}}
+    with serve(config) as server:
+        with socket.create_connection(("127.0.0.1", server.port()), timeout=5) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n4\r\ndata\r\n0\r\n")
+            try:
+                for i in range(2000):
+                    sock.sendall(b"X-T-%d: %s\r\n" % (i, b"v" * 64))
+            except OSError:
+                pass  # rws closed the connection
+            response = b""
+            try:
+                while chunk := sock.recv(65536):
+                    response += chunk
+            except ConnectionResetError:
+                pass  # closed with unread data: a reset (a timeout here would mean rws still waits)
+        # the body never completes: the connection is closed (with a 431 when no handler
+        # is reading the body yet), and the server goes on serving
+        assert response == b"" or response.startswith(b"HTTP/1.1 431")
+        with socket.create_connection(("127.0.0.1", server.port()), timeout=5) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")

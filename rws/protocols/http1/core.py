@@ -127,6 +127,10 @@ class Http1Core:
         # a closer look, once, for both.
         size = len(name)
         self.size += size + len(value) + 4
+        if not self.in_head:  # a trailer field of a chunked body: counted, not kept
+            if self.size > self.max_header_bytes:
+                raise ParseFailure(431, "request trailer fields too large")
+            return
         field = (_NAMES.get(name) or name.decode("latin-1"), value.decode("latin-1"))
         self.fields.append(field)
         if size in _FRAMING_LENGTHS and field[0].lower() in _FRAMING_FIELDS:
@@ -151,6 +155,7 @@ class Http1Core:
         method = _METHODS.get(raw_method) or raw_method.decode("ascii")
         self.in_head = False
         self.head_bytes = 0
+        self.size = 0  # from here on: the trailer fields
         self.receiver.request_received(RequestReceived(
             method, target.decode("latin-1"), version, self.fields, backend.should_keep_alive(), expect,
             chunked or bool(content_length), content_length, chunked, backend.should_upgrade(), host))
