@@ -231,7 +231,8 @@ def _host_label(request: Request, index_text: str) -> tuple[Any, bool]:
     index = _go_atoi(index_text)
     if index is None or index < 0:
         return "", False
-    labels = request.host.split(".")
+    # as Go's SplitHostPort: without a port the Host is taken whole (`[::1]` keeps its brackets)
+    labels = (request.host if request.port else request.authority).split(".")
     if index >= len(labels):
         return "", True
     return labels[len(labels) - index - 1].lower(), True

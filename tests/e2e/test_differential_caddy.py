@@ -416,8 +416,10 @@ CASES += [
       label="absolute-form target"),
     r("/plain", raw=f"GET /plain HTTP/1.1\r\nHost: a b\r\n{CLOSE}".encode(), status_only=True, label="bad Host"),
     r("/plain", raw=f"GET /plain HTTP/2.0\r\nHost: x\r\n{CLOSE}".encode(), status_only=True, label="HTTP/2.0 line"),
-    r("/plain", "get", raw=f"get /plain HTTP/1.1\r\nHost: x\r\n{CLOSE}".encode(), label="lower-case method",
-      bug="rws bug: the method `get` (a valid, case-sensitive token) is rejected with 400; Caddy serves it (200)"),
+    r("/plain", "get", raw=f"get /plain HTTP/1.1\r\nHost: x\r\n{CLOSE}".encode(), label="lower-case method"),
+    r("/plain", "FOO", raw=f"FOO /plain HTTP/1.1\r\nHost: x\r\n{CLOSE}".encode(), label="a method llhttp does not know"),
+    r("/plain", "G(T", raw=f"G(T /plain HTTP/1.1\r\nHost: x\r\n{CLOSE}".encode(), status_only=True,
+      label="a method that is not a token"),
     r("/plain", "POST", raw=("POST /plain HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
                              f"Transfer-Encoding: chunked\r\n{CLOSE}0\r\n\r\n").encode(), label="CL and TE",
       bug="deliberate: Content-Length together with Transfer-Encoding is refused with 400 and the connection closed "
@@ -876,8 +878,8 @@ CASES += [
     p("/file/a%20b/c%2Fd.txt", raw=raw_get("/file/a%20b/c%2Fd.txt")),
     p("/req", headers={"Host": "[::1]:8080"}),
     p("/req", headers={"Host": "example.test."}),
-    p("/labels/x", headers={"Host": "[::1]"},
-      bug="rws bug: {labels.0} of `Host: [::1]` is `::1` in rws; Caddy keeps `[::1]` (it only strips a port)"),
+    p("/labels/x", headers={"Host": "[::1]"}),
+    p("/labels/x", headers={"Host": "[::1]:8080"}),
 ]
 
 # request_body -------------------------------------------------------------------------------------

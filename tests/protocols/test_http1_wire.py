@@ -243,3 +243,18 @@ def test_an_endless_trailer_is_cut_off(serve):
         with socket.create_connection(("127.0.0.1", server.port()), timeout=5) as sock:
             sock.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
             assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize("method", [b"get", b"FOO", b"propfind-ish"])
+def test_any_token_is_a_method(serve, method):
+    site = 'http://127.0.0.1 {\n\trespond "{method}"\n}\n'
+    with serve(site) as server:
+        with socket.create_connection(("127.0.0.1", server.port()), timeout=5) as sock:
+            sock.sendall(method + b" / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            first = sock.recv(65536)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")  # the connection goes on
+            second = b""
+            while chunk := sock.recv(65536):
+                second += chunk
+    assert first.startswith(b"HTTP/1.1 200") and first.endswith(b"\r\n\r\n" + method)
+    assert second.startswith(b"HTTP/1.1 200") and second.endswith(b"\r\n\r\nGET")

@@ -19,6 +19,10 @@ DEFAULT_MAX_HEADER_BYTES = 1024 * 1024
 MAX_TARGET_BYTES = 64 * 1024
 
 
+class UnknownMethod(Exception):
+    """A backend's report that it can't parse the method of the request starting here."""
+
+
 class UpgradeRequested(Exception):
     """A backend's report that the request just parsed switches protocols: what follows
     it (`leftover`, and everything after) belongs to the new protocol."""
@@ -101,13 +105,27 @@ class Http1Core:
                     self.head_bytes += len(data)
                     if self.head_bytes > self.max_header_bytes + MAX_TARGET_BYTES + 4096:
                         raise ParseFailure(431, "request header fields too large")
-                self.backend.feed(data)
+                try:
+                    self.backend.feed(data)
+                except UnknownMethod:
+                    self._other_backend(data)
         except ParseFailure as exc:
             self.failed = True
             self.receiver.protocol_error(exc.status, exc.message)
         except UpgradeRequested as exc:
             self.failed = True  # no more HTTP/1 on this connection
             self.receiver.upgrade_requested(exc.leftover)
+
+    def _other_backend(self, data: bytes) -> None:
+        """Go on with the pure-Python backend, which takes any token as a method, when the
+        request it can't parse starts `data` (otherwise: 400)."""
+        method = data.split(b" ", 1)[0]
+        if self.head_bytes != len(data) or not method or not _TOKEN_BYTES.fullmatch(method):
+            raise ParseFailure(400, "invalid method")
+        from rws.protocols.http1.parse_h11 import H11Parser
+
+        self.backend = H11Parser(self)
+        self.backend.feed(data)
 
     # --- the backend's callbacks ----------------------------------------------------------
 
@@ -256,6 +274,7 @@ def header_line(name: str, value: str) -> str:
 
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN_BYTES = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VALID_NAMES: set[str] = set()  # names seen valid (bounded by the names configs and handlers use)
 
 

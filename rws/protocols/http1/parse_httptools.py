@@ -6,7 +6,7 @@ from typing import Any
 
 import httptools
 
-from rws.protocols.http1.core import ParseFailure, UpgradeRequested
+from rws.protocols.http1.core import ParseFailure, UnknownMethod, UpgradeRequested
 
 
 class HttptoolsParser:
@@ -31,7 +31,9 @@ class HttptoolsParser:
                 raise exc.__context__ from None
             raise
         except httptools.HttpParserInvalidMethodError:
-            raise ParseFailure(400, "invalid method") from None
+            # llhttp knows a fixed list of methods; any token is a method (RFC 9110), so a
+            # request with another one (`get`, `FOO`) is left to the h11 backend
+            raise UnknownMethod() from None
         except httptools.HttpParserInvalidURLError:
             raise ParseFailure(400, "invalid request target") from None
         except httptools.HttpParserError as exc:
