@@ -17,14 +17,17 @@ It behaves like Caddy's `encode` middleware:
 - Bodies stream: a body of unknown length is read only until it is known to be longer than
   `minimum_length`; then every chunk is compressed as it comes and flushed (unless the
   response declared its length), so a slow stream (server-sent events, a proxied chunked
-  response) reaches the client promptly. File bodies are read in chunks. HEAD responses
-  get the headers of the encoded response and no body.
+  response) reaches the client promptly. Small bodies (in memory, or files up to 64 KiB)
+  are compressed at once and, like Go's server, sent with a Content-Length when the
+  result fits 2 KiB and chunked otherwise; larger files are read in chunks. HEAD
+  responses get the headers of the encoded response and no body.
 
 The encoders themselves (gzip, zstd, brotli) are in `encoders.py`.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, AsyncIterator
 
 from rws.handlers.encode import EncodeConfig
@@ -37,6 +40,8 @@ from rws.http.sniff import SNIFF_LEN, detect_content_type
 DEFAULT_MIN_LENGTH = 512
 DEFAULT_PREFER = ("zstd", "br", "gzip")
 FILE_CHUNK = 64 * 1024
+SMALL_FILE = 64 * 1024  # file bodies up to this size are compressed at once
+GO_BUFFER = 2048  # Go's server gives a body that fits this write buffer a Content-Length
 
 # Caddy's default `match`: compressible content types (a trailing `*` matches any suffix)
 DEFAULT_CONTENT_TYPES = (
@@ -135,6 +140,10 @@ class Encode:
             started = await self._encode_iterator(response, aiter(body), content_length, encoding)
         if started and request.method == "HEAD":
             await _discard(response)
+            # what Go's server counts for the length of a HEAD answer: the encoder's
+            # closing bytes (an empty gzip stream is 20); the server sends no body
+            stream = encoding.stream()
+            response.body = stream.compress(b"") + stream.finish()
         return response
 
     def _longer(self, length: int | None) -> bool:
@@ -148,7 +157,7 @@ class Encode:
         if not self._sniff_and_start(response.status, response.headers, data, encoding):
             return False
         stream = encoding.stream()
-        response.body = stream.compress(data) + stream.finish()
+        response.body = _go_framed(stream.compress(data) + stream.finish())
         return True
 
     def _encode_file_body(self, response: Response, body: FileBody, content_length: int | None,
@@ -161,7 +170,15 @@ class Encode:
         head = _read_head(body) if headers.get("Content-Type") is None else b""
         if not self._sniff_and_start(response.status, headers, head, encoding):
             return False
-        response.body = _encode_file(body, encoding.stream())
+        if body.length <= SMALL_FILE:  # compressed at once, framed as Go's server frames it
+            try:
+                data = os.pread(body.file.fileno(), body.length, body.offset)
+            finally:
+                body.file.close()
+            stream = encoding.stream()
+            response.body = _go_framed(stream.compress(data) + stream.finish())
+        else:
+            response.body = _encode_file(body, encoding.stream())
         return True
 
     async def _encode_iterator(self, response: Response, body: AsyncIterator[bytes], content_length: int | None,
@@ -235,6 +252,15 @@ def _atoi(text: str | None) -> int | None:
         return None
     digits = text[1:] if text[0] in "+-" else text
     return int(text) if digits.isascii() and digits.isdecimal() else None
+
+
+def _go_framed(data: bytes) -> Any:
+    """A compressed body framed as Go's server would frame it: up to its 2 KiB write
+    buffer the whole body is known when the handler returns, so it gets a Content-Length
+    (bytes here); beyond that it went out chunked (a one-chunk stream here)."""
+    if len(data) <= GO_BUFFER:
+        return data
+    return _as_iterator(data)
 
 
 def _read_head(body: FileBody) -> bytes:

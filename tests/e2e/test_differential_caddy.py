@@ -701,9 +701,9 @@ n = cases_for("encode", file_vary=True)
 GZ = {"Accept-Encoding": "gzip"}
 REPEAT = ("0123456789 abcdefghij " * 60).strip()
 CASES += [
-    n("/large.txt", headers=GZ, label="framing",
-      bug="rws bug (framing): a compressed response that fits Go's 2 KiB write buffer gets a Content-Length "
-          "from Caddy; rws always sends it chunked"),
+    # Both frame a small compressed body with a length, not chunked; the length itself
+    # differs by a few bytes (Go's compress/gzip and zlib compress differently).
+    n("/large.txt", headers=GZ, label="framing", skip_headers=("Content-Length",)),
     n("/large.txt", headers=GZ, skip_headers=FRAMING),
     n("/large.txt", headers={"Accept-Encoding": "zstd"}, skip_headers=FRAMING),
     n("/large.txt", headers={"Accept-Encoding": "gzip, zstd"}, skip_headers=FRAMING),
@@ -712,9 +712,7 @@ CASES += [
     n("/large.txt", headers={"Accept-Encoding": "br"}),
     n("/large.txt", headers={"Accept-Encoding": "identity"}),
     n("/large.txt"),
-    n("/large.txt", "HEAD", headers=GZ,
-      bug="rws bug: HEAD with Accept-Encoding: gzip of a compressible file: Caddy (latest code path too) "
-          "sends `Content-Length: 20` (an empty gzip stream), rws `Content-Length: 0`"),
+    n("/large.txt", "HEAD", headers=GZ),
     n("/large.html", headers=GZ, skip_headers=FRAMING),
     n("/large.json", headers=GZ, skip_headers=FRAMING),
     n("/large.png", headers=GZ),
