@@ -65,18 +65,20 @@ TOO_LARGE = "http: request body too large"
 
 
 class LimitedBody:
-    """A request body that refuses to yield more than `limit` bytes in total: the read
-    that would go past it raises HttpError(413), and so does every read after it."""
+    """A request body that yields at most `limit` bytes in total, as Go's MaxBytesReader:
+    a read of n bytes that goes past the limit returns the bytes up to it, and every read
+    after that raises HttpError(413) (a read of everything raises at once). `exceeded`
+    then has the connection closed after the response (the rest is never read)."""
 
-    __slots__ = ("_body", "_remaining", "_exceeded")
+    __slots__ = ("_body", "_remaining", "exceeded")
 
     def __init__(self, body: RequestBody, limit: int) -> None:
         self._body = body
         self._remaining = limit
-        self._exceeded = False
+        self.exceeded = False
 
     async def read(self, n: int = -1) -> bytes:
-        if self._exceeded:
+        if self.exceeded:
             raise HttpError(413, TOO_LARGE)
         if n == 0:
             return b""
@@ -85,15 +87,20 @@ class LimitedBody:
         chunks: list[bytes] = []
         while True:
             chunk = self._take(await self._body.read(self._remaining + 1))
+            if self.exceeded:  # a read of everything can't be answered in part
+                raise HttpError(413, TOO_LARGE)
             if not chunk:
                 return b"".join(chunks)
             chunks.append(chunk)
 
     def _take(self, chunk: bytes) -> bytes:
         if len(chunk) > self._remaining:
-            self._exceeded = True
+            self.exceeded = True
+            chunk = chunk[:self._remaining]
             self._remaining = 0
-            raise HttpError(413, TOO_LARGE)
+            if not chunk:
+                raise HttpError(413, TOO_LARGE)
+            return chunk
         self._remaining -= len(chunk)
         return chunk
 
@@ -127,11 +134,15 @@ class RequestBodyHandler:
             headers.delete("Transfer-Encoding")
             headers.set("Content-Length", str(len(data)))
             changes.update(headers=headers, content_length=len(data), chunked=False)
+        limited = None
         if self.max_size > 0:
-            body = LimitedBody(body, self.max_size)
+            body = limited = LimitedBody(body, self.max_size)
         if body is request.body:
             return await next(request)
-        return await next(request.with_changes(body=body, **changes))
+        response = await next(request.with_changes(body=body, **changes))
+        if limited is not None and limited.exceeded:
+            response.close = True  # the rest of the body was never read: as Go, close after answering
+        return response
 
 
 def build_request_body(config: RequestBodyConfig, ctx: BuildContext) -> RequestBodyHandler:

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Callable
 
+from rws.errors import HttpError
 from rws.http.message import BufferedBody, Request
 
 BODY_KEY = "http.request.body"
@@ -282,7 +283,13 @@ async def buffer_body(request: Request) -> bytes:
     data = request.values.get(BODY_KEY)
     if isinstance(data, bytes):
         return data
-    chunks = [chunk async for chunk in request.body]
+    chunks: list[bytes] = []
+    try:
+        async for chunk in request.body:
+            chunks.append(chunk)
+    except HttpError as exc:  # as Caddy: a body over `request_body`'s max_size reads as its first bytes
+        if exc.status != 413:
+            raise
     data = b"".join(chunks)
     request.body = BufferedBody(data)
     request.values[BODY_KEY] = data

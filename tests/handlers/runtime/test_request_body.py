@@ -55,24 +55,26 @@ def test_reading_past_the_limit_is_a_413(size: int) -> None:
     assert info.value.status == 413
 
 
-def test_every_read_after_the_limit_fails_too() -> None:
-    async def go() -> list[int]:
-        statuses = []
+def test_the_read_past_the_limit_gives_the_bytes_up_to_it_then_every_read_fails() -> None:
+    """As Go's MaxBytesReader (whose Read returns those bytes and the error together)."""
+    async def go() -> list[object]:
+        outcomes: list[object] = []
         seen: list[Request] = []
 
         async def keep(req: Request) -> Response:
             seen.append(req)
             return Response(200)
 
-        await build({"handler": "request_body", "max_size": 2}).handle(with_body(b"abcdef"), keep)
-        for _ in range(2):
+        response = await build({"handler": "request_body", "max_size": 2}).handle(with_body(b"abcdef"), keep)
+        for _ in range(3):
             try:
-                await seen[0].body.read(10)
+                outcomes.append(await seen[0].body.read(10))
             except HttpError as exc:
-                statuses.append(exc.status)
-        return statuses
+                outcomes.append(exc.status)
+        outcomes.append(response.close)
+        return outcomes
 
-    assert asyncio.run(go()) == [413, 413]
+    assert asyncio.run(go()) == [b"ab", 413, 413, False]
 
 
 def test_a_handler_that_does_not_read_never_sees_the_limit() -> None:
