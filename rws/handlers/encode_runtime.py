@@ -270,20 +270,11 @@ def _read_head(body: FileBody) -> bytes:
 
 async def _encode_file(body: FileBody, stream: CompressStream) -> AsyncIterator[bytes]:
     """A file region, compressed chunk by chunk; the file is closed at the end."""
-    try:
-        body.file.seek(body.offset)
-        remaining = body.length
-        while remaining > 0:
-            chunk = body.file.read(min(FILE_CHUNK, remaining))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-            out = stream.compress(chunk)
-            if out:
-                yield out
-        yield stream.finish()
-    finally:
-        body.file.close()
+    async for chunk in _as_iterator(body):
+        out = stream.compress(chunk)
+        if out:
+            yield out
+    yield stream.finish()
 
 
 async def _encode_stream(body: AsyncIterator[bytes] | None, start: bytes, stream: CompressStream, *,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from rws.errors import ConfigError, HttpError
-from rws.http.message import BufferedBody, Next, Request, RequestBody, Response
+from rws.http.message import BufferedBody, Next, Request, RequestBody, Response, iterate_reads
 from rws.http.placeholders import compile_template
 from rws.registry import ModuleSpec
 from rws.rwsfile.directives import Directive, Helper
@@ -104,14 +104,8 @@ class LimitedBody:
         self._remaining -= len(chunk)
         return chunk
 
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        chunk = await self.read(65536)
-        while chunk:
-            yield chunk
-            chunk = await self.read(65536)
-
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._chunks()
+        return iterate_reads(self)
 
 
 class RequestBodyHandler:

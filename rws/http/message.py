@@ -155,12 +155,8 @@ class EmptyBody:
     async def read(self, n: int = -1) -> bytes:
         return b""
 
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        return
-        yield b""  # pragma: no cover - makes this an async generator
-
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._chunks()
+        return iterate_reads(self)
 
 
 class BufferedBody:
@@ -176,14 +172,16 @@ class BufferedBody:
         self._pos = end
         return chunk
 
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        chunk = await self.read(65536)
-        while chunk:
-            yield chunk
-            chunk = await self.read(65536)
-
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._chunks()
+        return iterate_reads(self)
+
+
+async def iterate_reads(body: RequestBody) -> AsyncIterator[bytes]:
+    """A body's chunks, by reading it 64 KiB at a time (how bodies with only `read` iterate)."""
+    chunk = await body.read(65536)
+    while chunk:
+        yield chunk
+        chunk = await body.read(65536)
 
 
 EMPTY_BODY = EmptyBody()

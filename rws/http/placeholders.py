@@ -178,13 +178,34 @@ def _scan(text: str) -> list[Part] | None:
     """Split `text` the way Caddy's replacer scans it; None when it has too many unclosed braces."""
     if "{" not in text and "}" not in text:
         return [text] if text else []
+    pieces: list[Any] = []
+    if not _walk(text, 0, pieces, lambda key, position: (key, position)):
+        return None
     parts: list[Part] = []
     literal: list[str] = []
-    cursor, unclosed, i, n = 0, 0, 0, len(text)
+    for piece in pieces:
+        if isinstance(piece, str):
+            literal.append(piece)
+            continue
+        if any(literal):
+            parts.append("".join(literal))
+        literal = []
+        parts.append(piece)
+    if any(literal):
+        parts.append("".join(literal))
+    return parts
+
+
+def _walk(text: str, start: int, out: list[Any], placeholder: Callable[[str, int], Any]) -> bool:
+    """Caddy's replacer scan of `text` from `start`: literal text (escapes `\\{` and `\\}`
+    undone) goes to `out`, and for each placeholder what `placeholder(key, position after
+    its "{")` gives, or, when it gives None, the "{" stays and the scan goes on right after
+    it. False when the text has too many unclosed braces."""
+    cursor, unclosed, i, n = start, 0, start, len(text)
     while i < n:
         ch = text[i]
         if i > 0 and text[i - 1] == "\\" and ch in "{}":
-            literal.append(text[cursor:i - 1])
+            out.append(text[cursor:i - 1])
             cursor = i
             i += 1
             continue
@@ -192,22 +213,21 @@ def _scan(text: str) -> list[Part] | None:
             i += 1
             continue
         if unclosed > MAX_UNCLOSED:
-            return None
+            return False
         end = _placeholder_end(text, i)
         if end < 0:
             unclosed += 1
             i += 1
             continue
-        literal.append(text[cursor:i])
-        if any(literal):
-            parts.append("".join(literal))
-        literal = []
-        parts.append((text[i + 1:end], i + 1))
+        replacement = placeholder(text[i + 1:end], i + 1)
+        if replacement is None:
+            i += 1  # the "{" stays, written with the literal text that follows
+            continue
+        out.append(text[cursor:i])
+        out.append(replacement)
         i = cursor = end + 1
-    literal.append(text[cursor:])
-    if any(literal):
-        parts.append("".join(literal))
-    return parts
+    out.append(text[cursor:])
+    return True
 
 
 def _placeholder_end(text: str, start: int) -> int:
@@ -234,36 +254,17 @@ def _replace_known(text: str, start: int, resolve: Callable[[str], tuple[Any, bo
                    transform: Callable[[str], str] | None) -> bool:
     """Caddy's ReplaceKnown scan of `text` from `start`, appended to `out`; False when the
     text has too many unclosed braces (the whole result is then "")."""
-    cursor, unclosed, i, n = start, 0, start, len(text)
-    while i < n:
-        ch = text[i]
-        if i > 0 and text[i - 1] == "\\" and ch in "{}":
-            out.append(text[cursor:i - 1])
-            cursor = i
-            i += 1
-            continue
-        if ch != "{":
-            i += 1
-            continue
-        if unclosed > MAX_UNCLOSED:
-            return False
-        end = _placeholder_end(text, i)
-        if end < 0:
-            unclosed += 1
-            i += 1
-            continue
-        value, found = resolve(text[i + 1:end])
+
+    def known(key: str, position: int) -> str | None:
+        value, found = resolve(key)
         if not found:
-            i += 1  # the "{" stays, written with the literal text that follows
-            continue
-        out.append(text[cursor:i])
+            return None
         value_text = to_string(value)
         if transform is not None:
             value_text = transform(value_text)
-        out.append(value_text or empty)
-        i = cursor = end + 1
-    out.append(text[cursor:])
-    return True
+        return value_text or empty
+
+    return _walk(text, start, out, known)
 
 
 def needs_body(*templates: Template | None) -> bool:

@@ -24,40 +24,11 @@ from typing import Any
 
 from rws.http.message import Request
 from rws.http.placeholders import BODY_KEY, prefix_provider, provider
-from rws.http.uri import decode_path, query_escape, query_values
+from rws.http.uri import decode_path, path_base, path_dir_file, path_ext, query_escape, query_values
 
 log = logging.getLogger(__name__)
 
 FILE_PLACEHOLDER_MAX_BYTES = 1024 * 1024
-
-# --- Go's path helpers -----------------------------------------------------------------
-
-
-def path_dir_file(path: str) -> tuple[str, str]:
-    """Go's path.Split: everything up to and including the last "/", and the rest."""
-    cut = path.rfind("/") + 1
-    return path[:cut], path[cut:]
-
-
-def path_base(path: str) -> str:
-    """Go's path.Base."""
-    if not path:
-        return "."
-    path = path.rstrip("/")
-    if not path:
-        return "/"
-    return path[path.rfind("/") + 1:]
-
-
-def path_ext(path: str) -> str:
-    """Go's path.Ext: the suffix from the last "." of the final element."""
-    for i in range(len(path) - 1, -1, -1):
-        if path[i] == "/":
-            break
-        if path[i] == ".":
-            return path[i:]
-    return ""
-
 
 def _go_atoi(text: str) -> int | None:
     """Go's strconv.Atoi for the digits it accepts (an optional sign, then ASCII digits)."""

@@ -213,3 +213,32 @@ def trim_path_prefix(escaped: str, prefix: str) -> str:
         return path_bytes[i:].decode("utf-8", "surrogatepass")
     except UnicodeDecodeError:  # the prefix ended inside a character: not a prefix after all
         return escaped
+
+
+# --- Go's path helpers -----------------------------------------------------------------
+
+
+def path_dir_file(path: str) -> tuple[str, str]:
+    """Go's path.Split: everything up to and including the last "/", and the rest."""
+    cut = path.rfind("/") + 1
+    return path[:cut], path[cut:]
+
+
+def path_base(path: str) -> str:
+    """Go's path.Base."""
+    if not path:
+        return "."
+    path = path.rstrip("/")
+    if not path:
+        return "/"
+    return path[path.rfind("/") + 1:]
+
+
+def path_ext(path: str) -> str:
+    """Go's path.Ext: the suffix from the last "." of the final element."""
+    for i in range(len(path) - 1, -1, -1):
+        if path[i] == "/":
+            break
+        if path[i] == ".":
+            return path[i:]
+    return ""

@@ -345,18 +345,17 @@ class HttpConnection(asyncio.Protocol):
                     connection_at.append(len(lines))
             lines.append(header_line(name, value))
         streamed = _STREAM
-        if bodiless:
-            pass
-        elif length is not None:
-            # as Go: a HEAD answer gets a computed length only if the handler wrote a body
-            if not has_length and (head.method != "HEAD" or length):
-                lines.append(f"Content-Length: {length}\r\n")
-        elif not has_length and head.method != "HEAD":
-            if head.version == "HTTP/1.1":
-                streamed = _CHUNKED
-                lines.append("Transfer-Encoding: chunked\r\n")
-            else:
-                keep = False
+        if not bodiless and not has_length:
+            if length is not None:
+                # as Go: a HEAD answer gets a computed length only if the handler wrote a body
+                if head.method != "HEAD" or length:
+                    lines.append(f"Content-Length: {length}\r\n")
+            elif head.method != "HEAD":
+                if head.version == "HTTP/1.1":
+                    streamed = _CHUNKED
+                    lines.append("Transfer-Encoding: chunked\r\n")
+                else:
+                    keep = False
         if not has_date:
             lines.append(_http_date())
         if not keep:

@@ -30,7 +30,8 @@ from rws.handlers.file_server.conditions import format_http_date, parse_http_dat
 from rws.handlers.file_server.config import BrowseConfig, SORT_BY, SORT_ORDER
 from rws.handlers.file_server.content import Unavailable, text_response
 from rws.handlers.file_server.listing_page import human_size, render_page
-from rws.handlers.file_server.paths import clean_path, path_base
+from rws.handlers.file_server.paths import clean_path
+from rws.http.uri import path_base
 from rws.handlers.file_server.redirects import redirect
 from rws.http.message import Next, Request, Response
 from rws.http.uri import decode_path, escaped_path

@@ -34,12 +34,13 @@ from rws.handlers.file_server.conditions import calculate_etag, useful_mtime
 from rws.handlers.file_server.config import FileServerConfig
 from rws.handlers.file_server.content import Unavailable, serve_content
 from rws.handlers.file_server.media_types import type_by_extension
-from rws.handlers.file_server.paths import fast_abs, file_hidden, go_ext, sanitized_path_join
+from rws.handlers.file_server.paths import fast_abs, file_hidden, sanitized_path_join
+from rws.http.uri import path_ext
 from rws.handlers.file_server.precompressed import Precompressed
 from rws.handlers.file_server.redirects import canonical_redirect
 from rws.handlers.static_response import go_atoi
 from rws.http.message import Next, Request, Response, accepted_encodings
-from rws.http.placeholders import Template, compile_template, lookup, to_string
+from rws.http.placeholders import Template, compile_template
 from rws.http.routes import BuildContext
 
 DEFAULT_INDEX_NAMES = ("index.html", "index.txt")
@@ -82,21 +83,6 @@ class HideRules:
         return file_hidden(filename, hide, self._cwd)
 
 
-def render_or(template: Template, request: Request, empty: str) -> str:
-    """Caddy's ReplaceAll(input, empty): every placeholder that is unknown or empty
-    becomes `empty`."""
-    if template.static:
-        return template.text_value
-    out = []
-    for part in template.parts:
-        if isinstance(part, str):
-            out.append(part)
-            continue
-        value, found = lookup(request, part[0])
-        out.append((to_string(value) if found else "") or empty)
-    return "".join(out)
-
-
 class FileServer:
     """The handler; see the module docstring for what it does per request."""
 
@@ -129,7 +115,7 @@ class FileServer:
     async def _handle(self, request: Request, next: Next) -> Response:
         if self._fs.render(request) not in ("", "default"):
             raise HttpError(404, "filesystem not found")
-        root = render_or(self._root, request, ".")
+        root = self._root.render(request, empty=".")
         hide = self._hide.resolve(request)
         filename = sanitized_path_join(root, request.path)
         if len(filename) > 1 and filename.endswith("/"):
@@ -188,7 +174,7 @@ class FileServer:
             if etag:
                 headers.set("ETag", etag)
             if not headers.get("Content-Type"):
-                media_type = type_by_extension(go_ext(filename))
+                media_type = type_by_extension(path_ext(filename))
                 if media_type:
                     headers.set("Content-Type", media_type)
                 else:

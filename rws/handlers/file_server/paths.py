@@ -7,7 +7,7 @@
   compared with every component of the absolute filename (`.git` hides every `.git`
   folder at any depth); an entry with a `/` hides that path and everything below it, or
   whatever it matches as a glob.
-- `clean_path`, `path_base`, `go_ext`: Go's `path.Clean`, `path.Base`, `filepath.Ext`.
+- `clean_path`: Go's `path.Clean` (`path.Base` and `path.Ext` are in rws.http.uri).
 """
 
 from __future__ import annotations
@@ -27,27 +27,6 @@ def clean_path(path: str) -> str:
     if cleaned.startswith("//"):
         cleaned = "/" + cleaned.lstrip("/")
     return cleaned
-
-
-def path_base(path: str) -> str:
-    """Go's path.Base: the last element, ignoring trailing slashes ("." when empty)."""
-    if not path:
-        return "."
-    stripped = path.rstrip("/")
-    if not stripped:
-        return "/"
-    return stripped.rpartition("/")[2]
-
-
-def go_ext(path: str) -> str:
-    """Go's filepath.Ext: from the last dot of the last element, or ""."""
-    for i in range(len(path) - 1, -1, -1):
-        c = path[i]
-        if c == "/":
-            return ""
-        if c == ".":
-            return path[i:]
-    return ""
 
 
 def sanitized_path_join(root: str, request_path: str) -> str:

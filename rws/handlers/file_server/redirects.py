@@ -11,7 +11,8 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from rws.handlers.file_server.content import text_response
-from rws.handlers.file_server.paths import clean_path, path_base
+from rws.handlers.file_server.paths import clean_path
+from rws.http.uri import path_base
 from rws.http.message import Request, Response
 from rws.http.uri import decode_path
 

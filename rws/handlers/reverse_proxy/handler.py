@@ -21,7 +21,7 @@ import asyncio
 import logging
 import random
 import time
-from typing import Any, AsyncIterator
+from typing import Any
 
 from rws.errors import HttpError
 from rws.handlers.headers import HeaderOps, ResponseMatcher
@@ -31,7 +31,6 @@ from rws.handlers.reverse_proxy.transport_config import HttpTransportConfig
 from rws.handlers.reverse_proxy.upstream_pool import (
     DialError,
     HttpTransport,
-    UpstreamBody,
     UpstreamError,
     UpstreamResponse,
     UpstreamTimeout,
@@ -282,7 +281,7 @@ class ReverseProxy:
             if not copied:  # the upstream's response was dropped (or failed)
                 upstream.host.num_requests -= 1
                 if response.body is not None:
-                    await response.body.aclose()  # type: ignore[attr-defined]
+                    await response.body.aclose()
                 if response.upgraded is not None:
                     response.upgraded.close()
 
@@ -301,7 +300,7 @@ class ReverseProxy:
         """`response_buffers`: read up to that many bytes of the response body before
         answering; a body that fits goes out in one piece, a longer one streams on."""
         body = response.body
-        assert isinstance(body, UpstreamBody)
+        assert body is not None
 
         async def read(n: int) -> bytes:
             try:
@@ -364,7 +363,8 @@ class ReverseProxy:
         if response.body is None:
             host.num_requests -= 1
             return Response(response.status, headers, response.data)
-        proxied = Response(response.status, headers, _Counted(response.body, host))
+        response.body.on_release = lambda: _done(host)  # in flight until its body is done with
+        proxied = Response(response.status, headers, response.body)
         if response.length is None:
             proxied.trailers = Headers(response.trailers)  # the upstream's trailers, once its body ends
         return proxied
@@ -391,39 +391,6 @@ def response_header(response: UpstreamResponse, name: str) -> str:
 
 def _done(host: Any) -> None:
     host.num_requests -= 1
-
-
-class _Counted:
-    """The upstream's body for the client; the upstream's request stays counted in flight
-    until the body ends, fails or is closed (exactly once)."""
-
-    __slots__ = ("body", "host", "counted")
-
-    def __init__(self, body: AsyncIterator[bytes], host: Any) -> None:
-        self.body = body
-        self.host = host
-        self.counted = True
-
-    def __aiter__(self) -> _Counted:
-        return self
-
-    async def __anext__(self) -> bytes:
-        try:
-            return await self.body.__anext__()
-        except BaseException:
-            self._done()
-            raise
-
-    async def aclose(self) -> None:
-        self._done()
-        close = getattr(self.body, "aclose", None)
-        if close is not None:
-            await close()
-
-    def _done(self) -> None:
-        if self.counted:
-            self.counted = False
-            self.host.num_requests -= 1
 
 
 async def _read_up_to(read: Any, limit: int) -> tuple[bytes, bool]:

@@ -21,6 +21,7 @@ thread, so no locks are needed.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import hmac
 import random
@@ -205,7 +206,7 @@ def _bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-class _HashSelection:
+class _HashSelection(abc.ABC):
     """A hash policy: `key()` takes the key from the request (None when it is absent, and
     then the fallback policy chooses)."""
 
@@ -214,8 +215,9 @@ class _HashSelection:
     def __init__(self, fallback: Selector) -> None:
         self.fallback = fallback
 
+    @abc.abstractmethod
     def key(self, request: Request) -> bytes | None:
-        raise NotImplementedError
+        """The hashed key of this policy in `request` (None when absent)."""
 
     def select(self, pool: Sequence[Upstream], request: Request) -> Upstream | None:
         key = self.key(request)

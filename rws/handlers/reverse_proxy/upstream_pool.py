@@ -20,7 +20,7 @@ import collections
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any, Callable
 
 import httptools
 
@@ -72,7 +72,7 @@ class UpstreamError(ConnectionError):
 class UpstreamResponse:
     status: int
     headers: list[tuple[str, str]]
-    body: AsyncIterator[bytes] | None  # None when the whole body is in `data`
+    body: UpstreamBody | None  # None when the whole body is in `data`
     length: int | None  # Content-Length, when the upstream gave one
     keep_alive: bool
     trailers: list[tuple[str, str]] = field(default_factory=list)
@@ -291,14 +291,16 @@ class UpstreamConnection(asyncio.Protocol):
 class UpstreamBody:
     """A response body as it arrives from the upstream: an async iterator of bytes that
     raises UpstreamError if the body ends early. When it ends, fails or is closed
-    (`aclose`), the connection goes back to its pool (or is closed), exactly once."""
+    (`aclose`), the connection goes back to its pool (or is closed) and `on_release` runs,
+    exactly once."""
 
-    __slots__ = ("conn", "read_timeout", "released")
+    __slots__ = ("conn", "read_timeout", "released", "on_release")
 
     def __init__(self, conn: UpstreamConnection, read_timeout: float) -> None:
         self.conn = conn
         self.read_timeout = read_timeout
         self.released = False
+        self.on_release: Callable[[], None] | None = None  # also called, once, at the end
 
     def __aiter__(self) -> UpstreamBody:
         return self
@@ -343,6 +345,8 @@ class UpstreamBody:
         if not self.released:
             self.released = True
             self.conn.pool.finished(self.conn)
+            if self.on_release is not None:
+                self.on_release()
 
 
 class Pool:
