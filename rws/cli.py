@@ -284,6 +284,17 @@ def run(config_arg: str | None, config: str | None, adapter: str | None, resume:
     sys.exit(run_process(source, tree, watch=watch, pingback=pingback))
 
 
+@cli.command(hidden=True)
+@click.option("--control-fd", type=int, required=True)
+@click.option("--parent", type=int, required=True)
+def worker(control_fd: int, parent: int) -> None:
+    """A worker process of `rws run` (started by it, not by hand)."""
+    from rws.runtime.worker import main
+
+    _setup_process_logging()
+    sys.exit(main(control_fd, parent))
+
+
 @cli.command()
 @click.option("--config", "-c", "config", default=None, help="Config file (default: ./Rwsfile if present).")
 @click.option("--adapter", "-a", default=None, help="Config adapter.")

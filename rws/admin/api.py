@@ -150,11 +150,11 @@ class AdminApp:
 
     async def _upstreams(self, head: RequestReceived, headers: dict[str, str], body: BodyStream) -> Response:
         _only(head.method, "GET")
-        return _json_response(200, self.runtime.upstreams())
+        return _json_response(200, await self.runtime.upstreams())
 
     async def _metrics(self, head: RequestReceived, headers: dict[str, str], body: BodyStream) -> Response:
         _only(head.method, "GET")
-        text = self.runtime.metrics_text()
+        text = await self.runtime.metrics_text()
         return Response(200, Headers([("Content-Type", "text/plain; version=0.0.4; charset=utf-8")]), text.encode())
 
 
@@ -254,14 +254,14 @@ class AdminEndpoint:
             app = AdminApp(self.runtime, listen, origins, enforce)
             try:
                 for address in parse_listen(_resolve(listen)):
-                    listener = await self.runtime.pool.acquire(address)
+                    listener = await self.runtime.pool.acquire(address, serve=True)
                     new_listeners.append(listener)
             except RwsError:
                 for listener in new_listeners:
                     self.runtime.pool.release(listener)
                 raise
             for listener in new_listeners:
-                listener.factory = app.connection
+                await listener.serve(app.connection)
             if new_listeners and listen.endswith(":0"):  # Host checks need the port the OS chose
                 app.hosts = allowed_hosts(f"{listen[:-2]}:{new_listeners[0].bound[1]}", origins)
         old = self.listeners

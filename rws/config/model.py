@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, Iterator
+from typing import Annotated, Any, Callable, Iterator, Literal
 
 from rws.config.decode import Duration, Module, ModuleMap, ModuleValue, decode
 from rws.errors import ConfigError
@@ -145,14 +145,20 @@ FILE_SYSTEM_STORAGE = ModuleSpec(id="caddy.storage.file_system", config=FileSyst
 # --- the root ------------------------------------------------------------------------------
 
 
+MAX_WORKERS = 1024
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     admin: AdminConfig | None = None
     logging: LoggingConfig | None = None
     storage: Storage | None = None
     apps: Apps = field(default_factory=dict)
+    workers: int | Literal["auto"] | None = None  # worker processes (rws.runtime.supervisor)
 
     def validate(self, path: str) -> None:
+        if isinstance(self.workers, int) and not 1 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(_key_path(path, "workers"), f"must be between 1 and {MAX_WORKERS}, got {self.workers}")
         for name in self.apps:
             _check_app_name(name, _key_path(_key_path(path, "apps"), name))
 

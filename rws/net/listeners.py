@@ -4,6 +4,10 @@ A listener is bound once and kept while some generation uses its address; a relo
 keeps the address keeps the socket (no gap in accepting), and only points the listener at
 the new generation's connection factory. A connection is bound to the factory that was
 current when it was accepted. An address no generation uses any more is closed.
+
+With worker processes, the supervisor's pool binds without serving (`serve=False`) and
+hands the sockets to the workers; a worker's pool never binds: it serves the sockets it
+`inherit`ed, by the same keys.
 """
 
 from __future__ import annotations
@@ -75,6 +79,12 @@ class Listener:
             return str(name[0]), int(name[1])
         return str(name), 0
 
+    async def serve(self, factory: Callable[[], asyncio.Protocol]) -> None:
+        """New connections go to `factory`; the first call starts accepting."""
+        self.factory = factory
+        if self.server is not None and not self.server.is_serving():
+            await self.server.start_serving()
+
     def make_protocol(self) -> asyncio.Protocol:
         factory = self.factory
         if factory is None:  # between generations: refuse politely by closing
@@ -90,22 +100,50 @@ class _Refuse(asyncio.Protocol):
 @dataclass
 class ListenerPool:
     listeners: dict[str, Listener] = field(default_factory=dict)
+    serve: bool = True  # False: bind and hold sockets for others to serve (the supervisor)
+    inherited: dict[str, socket.socket] | None = None  # not None: never bind (a worker)
 
-    async def acquire(self, address: ListenAddress, owner: str = "") -> Listener:
+    async def acquire(self, address: ListenAddress, owner: str = "", serve: bool | None = None) -> Listener:
         """The listener for an address, bound on first use. Port 0 asks the OS for a port
         per owner (server), so two servers on port 0 get two sockets, each kept across
-        reloads for as long as its server keeps the address."""
-        key = address.key + (f"#{owner}" if address.port == 0 and address.network != "unix" else "")
+        reloads for as long as its server keeps the address. A listener starts accepting
+        when it is first given a factory (`Listener.serve`)."""
+        key = listener_key(address, owner)
         listener = self.listeners.get(key)
         if listener is None:
-            sock = _bind(address)
+            if self.inherited is None:
+                sock = _bind(address)
+            elif (inherited := self.inherited.pop(key, None)) is not None:
+                sock = inherited
+            else:
+                raise RwsError(f"listening on {address.key}: the supervisor did not hand over this socket")
             listener = Listener(address, sock, key=key)
-            loop = asyncio.get_running_loop()
-            listener.server = await loop.create_server(listener.make_protocol, sock=sock, backlog=1024)
+            if self.serve if serve is None else serve:
+                loop = asyncio.get_running_loop()
+                listener.server = await loop.create_server(listener.make_protocol, sock=sock, backlog=1024,
+                                                           start_serving=False)
             self.listeners[key] = listener
-            log.info("listener bound", extra={"address": address.key, "bound": listener.bound})
+            if self.inherited is None:
+                log.info("listener bound", extra={"address": address.key, "bound": listener.bound})
         listener.users += 1
         return listener
+
+    def inherit(self, handed: dict[str, socket.socket]) -> None:
+        """Sockets from the supervisor, by key; those this pool already serves are closed."""
+        assert self.inherited is not None
+        for key, sock in handed.items():
+            if key in self.listeners or key in self.inherited:
+                sock.close()
+            else:
+                sock.setblocking(False)
+                self.inherited[key] = sock
+
+    def drop_inherited(self) -> None:
+        """Close the handed sockets no listener took."""
+        assert self.inherited is not None
+        for sock in self.inherited.values():
+            sock.close()
+        self.inherited.clear()
 
     def release(self, listener: Listener) -> None:
         listener.users -= 1
@@ -113,7 +151,9 @@ class ListenerPool:
             self.listeners.pop(listener.key, None)
             if listener.server is not None:
                 listener.server.close()
-            if listener.address.network == "unix":
+            else:
+                listener.sock.close()
+            if listener.address.network == "unix" and self.inherited is None:
                 _remove_socket_file(listener.address.host)
             log.info("listener closed", extra={"address": listener.address.key})
 
@@ -121,6 +161,10 @@ class ListenerPool:
         for listener in list(self.listeners.values()):
             listener.users = 0
             self.release(listener)
+
+
+def listener_key(address: ListenAddress, owner: str = "") -> str:
+    return address.key + (f"#{owner}" if address.port == 0 and address.network != "unix" else "")
 
 
 def _bind(address: ListenAddress) -> socket.socket:

@@ -3,7 +3,9 @@ OpenMetrics): counters and gauges with labels, plus process metrics read on dema
 
 The `metrics` handler and the admin API's `/metrics` both expose `REGISTRY`; the HTTP
 server counts its requests in `REQUESTS_TOTAL`, `REQUEST_ERRORS_TOTAL` and
-`REQUESTS_IN_FLIGHT`. Metrics are per process.
+`REQUESTS_IN_FLIGHT`. Metrics are per process: with worker processes, the admin API's
+`/metrics` merges every process's `snapshot` (`merge`), while the `metrics` handler
+answers with the metrics of the worker that serves the request.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import os
 import resource
 import time
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 class MetricFamily:
     """A counter or gauge with labels; a sample per distinct label values."""
@@ -54,15 +56,48 @@ class MetricsRegistry:
     def _add(self, family: MetricFamily) -> MetricFamily:
         return self.families.setdefault(family.name, family)
 
+    def all(self) -> list[MetricFamily]:
+        return [*self.families.values(), *(f for collect in self.collectors for f in collect())]
+
     def expose(self, openmetrics: bool = False) -> str:
-        lines: list[str] = []
-        families = [*self.families.values(), *(f for collect in self.collectors for f in collect())]
-        for family in sorted(families, key=lambda f: f.name):
-            if family.samples:
-                lines.extend(_family_lines(family, openmetrics))
-        if openmetrics:
-            lines.append("# EOF")
-        return "\n".join(lines) + "\n"
+        return render(self.all(), openmetrics)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every family as JSON, for `merge` in another process."""
+        return [{"name": f.name, "help": f.help, "kind": f.kind, "labels": f.labels,
+                 "samples": [[values, value] for values, value in f.samples.items()]} for f in self.all()]
+
+
+def merge(snapshots: list[list[dict[str, Any]]]) -> list[MetricFamily]:
+    """The families of several processes as one server's: samples with the same labels
+    add up (requests, memory, CPU time, open files), but for the start time, the earliest."""
+    merged: dict[str, MetricFamily] = {}
+    for snapshot in snapshots:
+        for item in snapshot:
+            family = merged.get(item["name"])
+            if family is None:
+                family = merged[item["name"]] = MetricFamily(item["name"], item["help"], item["kind"],
+                                                             tuple(item["labels"]))
+            for values, value in item["samples"]:
+                key = tuple(values)
+                seen = family.samples.get(key)
+                if seen is None:
+                    family.samples[key] = float(value)
+                elif family.name == "process_start_time_seconds":
+                    family.samples[key] = min(seen, float(value))
+                else:
+                    family.samples[key] = seen + float(value)
+    return list(merged.values())
+
+
+def render(families: list[MetricFamily], openmetrics: bool = False) -> str:
+    lines: list[str] = []
+    for family in sorted(families, key=lambda f: f.name):
+        if family.samples:
+            lines.extend(_family_lines(family, openmetrics))
+    if openmetrics:
+        lines.append("# EOF")
+    return "\n".join(lines) + "\n"
 
 
 def _family_lines(family: MetricFamily, openmetrics: bool) -> Iterator[str]:

@@ -57,10 +57,10 @@ class Generation:
             self._run_closers()
             raise
 
-    def activate(self) -> None:
+    async def activate(self) -> None:
         self.logs.install()
         for listener, server in self.bindings:
-            listener.factory = server.connection
+            await listener.serve(server.connection)
         for starter in self.ctx.starters:
             try:
                 starter()

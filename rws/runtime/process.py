@@ -50,9 +50,10 @@ async def _serve(source: ConfigSource | None, tree: dict[str, Any], watch: bool,
     from rws.admin.api import AdminEndpoint
     from rws.runtime import signals
     from rws.runtime.runtime import Runtime
+    from rws.runtime.supervisor import wanted_workers
 
     runtime = Runtime(config_files=(source.path,) if source and source.path else (),
-                      reload_source=source.load if source else None)
+                      reload_source=source.load if source else None, workers=wanted_workers(tree) > 1)
     runtime.admin = AdminEndpoint(runtime)
     signals.install(runtime)  # before anything listens, so a signal is never the default one
     try:
@@ -67,6 +68,16 @@ async def _serve(source: ConfigSource | None, tree: dict[str, Any], watch: bool,
     if watcher is not None:
         watcher.cancel()
     return 0
+
+
+def rws_command() -> list[str]:
+    """How to start rws again in a child process: the same interpreter, and the same
+    single-file download when this process runs from one."""
+    import zipfile
+
+    if sys.argv and sys.argv[0].endswith(".pyz") and zipfile.is_zipfile(sys.argv[0]):
+        return [sys.executable, sys.argv[0]]
+    return [sys.executable, "-m", "rws"]
 
 
 def _pingback(address: str) -> None:
@@ -108,7 +119,7 @@ def start_background(args: list[str]) -> int:
         server.listen(1)
         server.settimeout(1.0)
         address = "127.0.0.1:%d" % server.getsockname()[1]
-        child = subprocess.Popen([sys.executable, "-m", "rws", "run", *args, "--pingback", address],
+        child = subprocess.Popen([*rws_command(), "run", *args, "--pingback", address],
                                  stdin=subprocess.PIPE, start_new_session=True)
         assert child.stdin is not None
         child.stdin.write(secret)

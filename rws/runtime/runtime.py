@@ -5,6 +5,10 @@ bind (reusing the listeners of unchanged addresses), activate, then retire the p
 generation in the background (in-flight requests finish within `grace_period`). A change
 that fails at any step before activation leaves the running generation and the stored
 tree as they were.
+
+With worker processes (`Runtime(workers=True)`, the supervisor), this process builds each
+generation too, but only binds its listeners; `Workers` has every worker prepare it before
+anything switches, and the switch happens in all of them (rws.runtime.supervisor).
 """
 
 from __future__ import annotations
@@ -20,14 +24,15 @@ from typing import Any, Callable
 from rws.config.paths import autosave_path
 from rws.net.listeners import ListenerPool
 from rws.runtime.generation import Generation
+from rws.runtime.supervisor import Workers, wanted_workers
 
 log = logging.getLogger(__name__)
 
 
 class Runtime:
     def __init__(self, *, config_files: tuple[str, ...] = (), reload_source: Callable[[], dict[str, Any]] | None = None,
-                 autosave: bool = True) -> None:
-        self.pool = ListenerPool()
+                 autosave: bool = True, workers: bool = False) -> None:
+        self.pool = ListenerPool(serve=not workers)
         self.tree: dict[str, Any] = {}
         self.generation: Generation | None = None
         self.lock = asyncio.Lock()
@@ -39,6 +44,7 @@ class Runtime:
         self.stopped = asyncio.Event()
         self.admin: Any = None  # the admin endpoint, managed by rws.admin.api
         self.stop_task: asyncio.Task[None] | None = None
+        self.workers: Workers | None = Workers(self) if workers else None
 
     async def apply(self, tree: dict[str, Any], *, force: bool = False) -> bool:
         """Make `tree` the running config; False if it equals the current one (nothing to do)."""
@@ -52,37 +58,62 @@ class Runtime:
     async def apply_unlocked(self, tree: dict[str, Any], *, force: bool = False) -> bool:
         if not force and self.generation is not None and _canonical(tree) == _canonical(self.tree):
             return False
-        new = await asyncio.get_running_loop().run_in_executor(None, Generation, tree, self.config_files)
-        await new.start(self.pool)
+        new = await self.prepare(tree)
+        staged = None
         try:
+            if self.workers is not None:
+                staged = await self.workers.prepare(new)
             if self.admin is not None:
                 await self.admin.configure(tree)
         except BaseException:
+            if staged is not None:
+                await self.workers.abort(staged)  # type: ignore[union-attr]
             await new.retire(self.pool, 0)
             raise
-        old, self.generation, self.tree = self.generation, new, tree
-        new.activate()
+        if self.workers is not None and staged is not None:
+            await self.workers.commit(staged, wanted_workers(tree))
+        elif wanted_workers(tree) > 1:
+            log.warning("the number of workers changes when rws starts again; serving from this process",
+                        extra={"workers": tree.get("workers")})
+        await self.commit(new)
+        return True
+
+    async def prepare(self, tree: dict[str, Any]) -> Generation:
+        """Build a generation and acquire its listeners, without serving yet."""
+        new = await asyncio.get_running_loop().run_in_executor(None, Generation, tree, self.config_files)
+        await new.start(self.pool)
+        return new
+
+    async def commit(self, new: Generation) -> None:
+        """Serve `new` from now on; the previous generation drains in the background."""
+        old, self.generation, self.tree = self.generation, new, new.tree
+        await new.activate()
         log.info("config applied", extra={"servers": sorted(new.servers)})
         if old is not None:
             self._retire(old)
-        self._autosave(tree)
-        return True
+        self._autosave(new.tree)
 
     def request_stop(self) -> None:
         """Stop from inside a request (the admin API's /stop): after this task returns."""
         self.stop_task = asyncio.get_running_loop().create_task(self.stop())
 
-    def upstreams(self) -> list[dict[str, Any]]:
-        """What `GET /reverse_proxy/upstreams` reports: every upstream host in use."""
-        from rws.handlers.reverse_proxy.upstreams import upstream_states
+    async def upstreams(self) -> list[dict[str, Any]]:
+        """What `GET /reverse_proxy/upstreams` reports: every upstream host in use (of all workers)."""
+        from rws.handlers.reverse_proxy.upstreams import merge_states, upstream_states
 
-        return upstream_states()
+        if self.workers is None:
+            return upstream_states()
+        views = [answer["upstreams"] for answer in await self.workers.ask("upstreams")]
+        return merge_states([upstream_states(), *views])
 
-    def metrics_text(self) -> str:
-        """The Prometheus text of `GET /metrics`."""
-        from rws.observability.metrics import REGISTRY
+    async def metrics_text(self) -> str:
+        """The Prometheus text of `GET /metrics` (of all workers)."""
+        from rws.observability.metrics import REGISTRY, merge, render
 
-        return REGISTRY.expose()
+        if self.workers is None:
+            return REGISTRY.expose()
+        snapshots = [answer["metrics"] for answer in await self.workers.ask("metrics")]
+        return render(merge([REGISTRY.snapshot(), *snapshots]))
 
     def _retire(self, old: Generation) -> None:
         task = asyncio.get_running_loop().create_task(old.retire(self.pool, old.grace_period, close_idle=False))
@@ -120,8 +151,10 @@ class Runtime:
         """Stop serving: wait `shutdown_delay`, drain within the grace period, close listeners."""
         async with self.lock:
             gen, self.generation = self.generation, None
+            if self.workers is not None:  # they wait out shutdown_delay and drain
+                await self.workers.stop(grace_period)
             if gen is not None:
-                if gen.shutdown_delay:
+                if gen.shutdown_delay and self.workers is None:
                     await asyncio.sleep(gen.shutdown_delay)
                 await gen.retire(self.pool, grace_period if grace_period is not None else gen.grace_period)
             for old in list(self.retired):  # stopping: idle connections of old generations go now
@@ -136,6 +169,8 @@ class Runtime:
 
     def force_stop(self) -> None:
         """A second signal: drop every connection now."""
+        if self.workers is not None:
+            self.workers.kill()
         for gen in [self.generation]:
             if gen is not None:
                 for server in gen.servers.values():

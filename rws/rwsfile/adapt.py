@@ -185,6 +185,8 @@ def assemble(http_servers: dict[str, Any], pairings: list[Any], run: AdaptState)
         config["logging"] = logging
     if options.get("storage"):
         config["storage"] = options["storage"]
+    if "workers" in options:
+        config["workers"] = options["workers"]
     if apps:
         config["apps"] = apps
     return config

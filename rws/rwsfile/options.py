@@ -138,6 +138,16 @@ def _admin(d: Dispenser, _existing: Any) -> Any:
     return admin
 
 
+def _workers(d: Dispenser, _existing: Any) -> Any:
+    """`workers <n>|auto`: how many worker processes serve (rws's own option)."""
+    (value,) = d.args_exactly(1)
+    if value == "auto":
+        return value
+    if not value.isdecimal() or int(value) < 1:
+        raise d.error(f"workers must be a positive number or 'auto', got '{value}'")
+    return int(value)
+
+
 def _persist_config(d: Dispenser, _existing: Any) -> Any:
     (value,) = d.args_exactly(1)
     if value != "off":
@@ -380,6 +390,7 @@ CORE_OPTIONS: dict[str, Callable[[Dispenser, Any], Any]] = {
     "storage": _storage,
     "admin": _admin,
     "persist_config": _persist_config,
+    "workers": _workers,
     "metrics": _metrics,
     "servers": _servers,
 }

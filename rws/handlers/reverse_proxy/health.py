@@ -48,7 +48,9 @@ from rws.handlers.reverse_proxy.dial_addresses import (
     join_host_port,
     parse_network_address,
 )
-from rws.handlers.reverse_proxy.upstreams import CLOSED, OPEN, CircuitBreaker, Host, Upstream, forget_failure_later
+from rws.handlers.reverse_proxy.upstreams import (
+    CLOSED, OPEN, CircuitBreaker, Host, Upstream, active_checks_here, forget_failure_later, set_verdict,
+)
 from rws.http.message import Headers, Request, canonical_header_key
 from rws.http.placeholders import GLOBAL_PREFIXES, Template, compile_template, lookup, replace_known, to_string
 from rws.http.regexp import compile_regexp
@@ -199,7 +201,7 @@ class ActiveChecker:
         self._watching = False
 
     def start(self) -> None:
-        if self._task is not None:
+        if self._task is not None or not active_checks_here():
             return
         for target in self.targets:
             _WATCHED[target.host] = _WATCHED.get(target.host, 0) + 1
@@ -218,7 +220,7 @@ class ActiveChecker:
                 _WATCHED[target.host] = left
                 continue
             _WATCHED.pop(target.host, None)
-            target.host.healthy = True
+            set_verdict(target.host, True)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -259,17 +261,16 @@ class ActiveChecker:
             target.fails = 0
             target.passes += 1
             if not host.healthy and target.passes >= self.passes:
-                host.healthy = True
                 target.passes = 0
                 log.info("host is up", extra={"host": target.address})
                 if host.circuit != CLOSED:
-                    host.circuit, host.probing = CLOSED, False
                     log.info("circuit closed", extra={"host": host.address})
+                set_verdict(host, True)
         else:
             target.passes = 0
             target.fails += 1
             if host.healthy and target.fails >= self.fails:
-                host.healthy = False
+                set_verdict(host, False)
                 target.fails = 0
                 log.warning("host is down", extra={"host": target.address})
 

@@ -7,13 +7,18 @@ An `Upstream` is one entry of one proxy's upstream list: a dial address (placeho
 already replaced), its `max_requests`, and its Host.
 
 `GET /reverse_proxy/upstreams` lists every Host in use (`upstream_states`).
+
+With worker processes, active health checks run once, in the supervisor: each verdict it
+reaches is published (`publish_verdicts`) to every worker, where `receive_verdict` applies
+it, also to hosts the worker builds later. Passive health and the circuit breaker stay per
+worker, as do the in-flight counts; `merge_states` adds the workers' views up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Callable
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 
@@ -49,6 +54,8 @@ def acquire_host(address: str) -> Host:
     host = _HOSTS.get(address)
     if host is None:
         host = _HOSTS[address] = Host(address)
+        if _received is not None:
+            host.healthy = _received.get(address, True)
     host.users += 1
     return host
 
@@ -62,6 +69,69 @@ def release_host(host: Host) -> None:
 def upstream_states() -> list[dict[str, Any]]:
     """What `GET /reverse_proxy/upstreams` answers: every host in use, by address."""
     return [host.state() for _, host in sorted(_HOSTS.items())]
+
+
+# --- active verdicts across processes -------------------------------------------------------
+
+_publish: Callable[[str, bool], None] | None = None  # the supervisor's: sends a verdict to the workers
+_received: dict[str, bool] | None = None  # a worker's: the verdicts the supervisor sent
+
+
+def publish_verdicts(send: Callable[[str, bool], None]) -> None:
+    """In the supervisor: from now on every verdict goes to `send` too."""
+    global _publish
+    _publish = send
+
+
+def checks_elsewhere() -> None:
+    """In a worker: active checks run in the supervisor, verdicts come by `receive_verdict`."""
+    global _received
+    _received = {}
+
+
+def active_checks_here() -> bool:
+    return _received is None
+
+
+def set_verdict(host: Host, healthy: bool) -> None:
+    """The active verdict on `host`: coming up closes its circuit too."""
+    host.healthy = healthy
+    if healthy and host.circuit != CLOSED:
+        host.circuit, host.probing = CLOSED, False
+    if _publish is not None:
+        _publish(host.address, healthy)
+
+
+def receive_verdict(address: str, healthy: bool) -> None:
+    assert _received is not None
+    _received[address] = healthy
+    host = _HOSTS.get(address)
+    if host is not None:
+        set_verdict(host, healthy)
+
+
+def verdicts() -> dict[str, bool]:
+    """Every host's active verdict (for a worker that starts)."""
+    return {address: host.healthy for address, host in _HOSTS.items()}
+
+
+def merge_states(views: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Several workers' `upstream_states` as one: counts add up; a host is healthy when
+    every worker finds it so, and its circuit is the most open one."""
+    merged: dict[str, dict[str, Any]] = {}
+    order = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
+    for view in views:
+        for state in view:
+            seen = merged.get(state["address"])
+            if seen is None:
+                merged[state["address"]] = dict(state)
+                continue
+            seen["num_requests"] += state["num_requests"]
+            seen["fails"] += state["fails"]
+            seen["healthy"] = seen["healthy"] and state["healthy"]
+            if order.get(state["circuit"], 0) > order.get(seen["circuit"], 0):
+                seen["circuit"] = state["circuit"]
+    return [merged[address] for address in sorted(merged)]
 
 
 class Upstream:

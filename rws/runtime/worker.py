@@ -1,0 +1,144 @@
+"""A worker process (`rws worker --control-fd N`, started by the supervisor): serves HTTP
+on the listening sockets the supervisor hands over, with the config it sends.
+
+It does what the supervisor asks on the control channel, one request at a time, each
+answered with the request's `id`:
+
+- `prepare` {gen, tree, keys} + the listening sockets: build the generation and take its
+  listeners, without serving it yet; `commit` {gen}: serve it, the previous one drains;
+  `abort` {gen}: drop it. A config change reaches every worker this way, all or none.
+- `stop` {grace}: drain within the grace period and exit.
+- `metrics`, `upstreams`: this worker's views, for the admin API to merge.
+- `verdicts` {hosts}: active health verdicts (the supervisor runs the checks).
+
+The worker exits when the channel closes (the supervisor is gone); on Linux the kernel
+also sends it SIGTERM when the supervisor dies. SIGINT and SIGHUP are the supervisor's
+(a terminal sends them to the whole process group): the worker ignores them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+from rws.errors import RwsError
+from rws.net.listeners import ListenerPool
+from rws.runtime.channel import Channel, ChannelClosed
+from rws.runtime.generation import Generation
+from rws.runtime.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+
+
+def main(control_fd: int, parent: int) -> int:
+    _die_with_parent(parent)
+    from rws.runtime.process import choose_loop
+
+    choose_loop()
+    return asyncio.run(Worker(socket.socket(fileno=control_fd)).run())
+
+
+def _die_with_parent(parent: int) -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the supervisor died before the line above
+        sys.exit(1)
+
+
+class Worker:
+    def __init__(self, control: socket.socket) -> None:
+        self.control = control
+        self.runtime = Runtime(autosave=False)
+        self.runtime.pool = ListenerPool(inherited={})
+        self.prepared: dict[int, Generation] = {}
+
+    async def run(self) -> int:
+        from rws.handlers.reverse_proxy.upstreams import checks_elsewhere
+
+        checks_elsewhere()
+        loop = asyncio.get_running_loop()
+        channel = Channel(self.control)
+        for sig in (signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(sig, lambda: None)
+        loop.add_signal_handler(signal.SIGTERM, self.runtime.request_stop)
+        stopper = loop.create_task(self.runtime.stopped.wait())
+        while True:
+            receiving = loop.create_task(channel.receive())
+            await asyncio.wait({receiving, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if stopper.done():  # SIGTERM
+                receiving.cancel()
+                break
+            try:
+                message, fds = receiving.result()
+            except ChannelClosed:
+                log.info("the supervisor is gone; stopping")
+                await self.runtime.stop()
+                break
+            reply = await self.handle(message, fds)
+            if reply is not None:
+                try:
+                    await channel.send({"id": message.get("id"), **reply})
+                except ChannelClosed:
+                    pass
+            if message.get("op") == "stop":
+                break
+        channel.close()
+        return 0
+
+    async def handle(self, message: dict[str, Any], fds: list[int]) -> dict[str, Any] | None:
+        op = message.get("op")
+        try:
+            if op == "prepare":
+                return await self.prepare(message, fds)
+            for fd in fds:  # only a prepare brings sockets
+                os.close(fd)
+            if op == "commit":
+                await self.runtime.commit(self.prepared.pop(message["gen"]))
+                return {"ok": True}
+            if op == "abort":
+                gen = self.prepared.pop(message["gen"], None)
+                if gen is not None:
+                    await gen.retire(self.runtime.pool, 0)
+                return {"ok": True}
+            if op == "stop":
+                await self.runtime.stop(message.get("grace"))
+                return {"ok": True}
+            if op == "metrics":
+                from rws.observability.metrics import REGISTRY
+
+                return {"ok": True, "metrics": REGISTRY.snapshot()}
+            if op == "upstreams":
+                return {"ok": True, "upstreams": await self.runtime.upstreams()}
+            if op == "verdicts":
+                from rws.handlers.reverse_proxy.upstreams import receive_verdict
+
+                for address, healthy in message["hosts"].items():
+                    receive_verdict(address, bool(healthy))
+                return None
+            return {"ok": False, "error": f"unknown request {op!r}"}
+        except RwsError as exc:
+            return {"ok": False, "error": str(exc)}
+        except Exception as exc:  # a bug: say so, and keep serving
+            log.exception("worker request failed", extra={"op": op})
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+    async def prepare(self, message: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        pool = self.runtime.pool
+        pool.inherit({key: socket.socket(fileno=fd) for key, fd in zip(message["keys"], fds, strict=True)})
+        try:
+            self.runtime.config_files = tuple(message.get("config_files") or ())
+            self.prepared[message["gen"]] = await self.runtime.prepare(message["tree"])
+        finally:
+            pool.drop_inherited()
+        return {"ok": True}
