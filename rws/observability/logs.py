@@ -361,12 +361,14 @@ def _logging_level(level: int) -> int:
 class _Bridge(logging.Handler):
     """Sends Python `logging` records to the installed logs."""
 
+    process_fields: dict[str, Any] = {}  # on every record of this process (a worker's number)
+
     def emit(self, record: logging.LogRecord) -> None:
         logs = current()
         level = python_level(record.levelno)
         if not logs.enabled(record.name, level):
             return
-        fields = {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRS}
+        fields = {**self.process_fields, **{k: v for k, v in vars(record).items() if k not in _RECORD_ATTRS}}
         stack = ""
         if record.exc_info and record.exc_info[1] is not None:
             fields.setdefault("error", str(record.exc_info[1]) or type(record.exc_info[1]).__name__)
@@ -385,3 +387,8 @@ class _Bridge(logging.Handler):
 
 
 _bridge = _Bridge()
+
+
+def tag_process_records(**fields: Any) -> None:
+    """Fields every log record of this process carries from now on (not access logs)."""
+    _Bridge.process_fields = dict(fields)

@@ -151,12 +151,14 @@ class Runtime:
         """Stop serving: wait `shutdown_delay`, drain within the grace period, close listeners."""
         async with self.lock:
             gen, self.generation = self.generation, None
+            if grace_period is None and gen is not None:
+                grace_period = gen.grace_period
             if self.workers is not None:  # they wait out shutdown_delay and drain
-                await self.workers.stop(grace_period)
+                await self.workers.stop(grace_period, gen.shutdown_delay if gen is not None else 0.0)
             if gen is not None:
                 if gen.shutdown_delay and self.workers is None:
                     await asyncio.sleep(gen.shutdown_delay)
-                await gen.retire(self.pool, grace_period if grace_period is not None else gen.grace_period)
+                await gen.retire(self.pool, grace_period)
             for old in list(self.retired):  # stopping: idle connections of old generations go now
                 for server in old.servers.values():
                     server.drain(close_idle=True)

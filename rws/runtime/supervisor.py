@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 REPLY_TIMEOUT = 120.0  # building a generation can take a while (big configs, slow disks)
 VIEW_TIMEOUT = 5.0
+STOP_SLACK = 30.0  # a stopping worker's time to exit beyond its shutdown delay and grace period
 EXIT_TIMEOUT = 10.0  # after its channel closes, how long a worker may take to exit
 RESTART_WINDOW = 30.0  # exits within this window count towards a restart storm
 RESTART_FREE = 3  # this many restarts in the window happen at once, later ones wait
@@ -90,9 +91,10 @@ class WorkerProcess:
                     future.set_exception(ChannelClosed())
             self.pending.clear()
 
-    async def request(self, op: str, timeout: float = REPLY_TIMEOUT, fds: list[int] | None = None,
+    async def request(self, op: str, timeout: float | None = REPLY_TIMEOUT, fds: list[int] | None = None,
                       **fields: Any) -> dict[str, Any]:
-        """Ask and wait for the answer; ChannelClosed if the worker is gone, TimeoutError."""
+        """Ask and wait for the answer (`timeout` None: as long as it takes); ChannelClosed if
+        the worker is gone, TimeoutError."""
         ident = next(self.ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.pending[ident] = future
@@ -257,13 +259,15 @@ class Workers:
                     await self._retire(self.live[slot], grace=0)
                 self._spawn_task(self._replace(slot))
 
-    async def _retire(self, worker: WorkerProcess, grace: float | None) -> None:
-        """Stop one worker (draining within `grace`) and wait until it is gone."""
+    async def _retire(self, worker: WorkerProcess, grace: float | None, delay: float = 0.0) -> None:
+        """Stop one worker (after its shutdown `delay`, draining within `grace`) and wait
+        until it is gone."""
         worker.retiring = True
         if self.live.get(worker.slot) is worker:
             del self.live[worker.slot]
         try:
-            await worker.request("stop", timeout=(grace or 0) + 30, grace=grace)
+            await worker.request("stop", timeout=None if grace is None else delay + grace + STOP_SLACK,
+                                 grace=grace)
         except (ChannelClosed, TimeoutError):
             worker.kill()
         await worker.gone.wait()
@@ -274,10 +278,10 @@ class Workers:
             worker.kill()
             await worker.proc.wait()
 
-    async def stop(self, grace: float | None) -> None:
-        """Drain every worker within `grace` (each its own config's when None) and wait."""
+    async def stop(self, grace: float | None, delay: float) -> None:
+        """Drain every worker (after the config's shutdown `delay`) within `grace` and wait."""
         self.stopping = True
-        await asyncio.gather(*(self._retire(w, grace) for w in list(self.live.values())))
+        await asyncio.gather(*(self._retire(w, grace, delay) for w in list(self.live.values())))
         for task in list(self.tasks):
             task.cancel()
 
