@@ -99,17 +99,19 @@ class WorkerProcess:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.pending[ident] = future
         try:
-            await self.channel.send({"id": ident, "op": op, **fields}, fds or [])
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout):  # a worker that stops reading can't hold the sender either
+                await self.channel.send({"id": ident, "op": op, **fields}, fds or [])
                 return await future
         finally:
             self.pending.pop(ident, None)
 
     async def tell(self, op: str, **fields: Any) -> None:
-        """Send without waiting for an answer."""
+        """Send without waiting for an answer (given up after a while: a worker that
+        stops reading does not pile up messages here)."""
         try:
-            await self.channel.send({"op": op, **fields})
-        except ChannelClosed:
+            async with asyncio.timeout(VIEW_TIMEOUT):
+                await self.channel.send({"op": op, **fields})
+        except (ChannelClosed, TimeoutError):
             pass
 
     def kill(self) -> None:

@@ -216,6 +216,32 @@ def test_thirty_admin_patches_under_load_reach_both_workers(tmp_path: Path, runn
     assert until_both(url, "v30") == {"v30 0", "v30 1"}
 
 
+def _exchange(sock: socket.socket) -> tuple[str, str]:
+    """One GET on a keep-alive connection: (head, body) of the answer."""
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += sock.recv(4096)
+    return head.decode(), body.decode()
+
+
+def test_a_connection_stays_on_the_config_that_accepted_it(tmp_path: Path, running: Any) -> None:
+    process = running(site(tmp_path))
+    with socket.create_connection(("127.0.0.1", process.port()), timeout=10) as sock:
+        _, first = _exchange(sock)
+        assert first.startswith("v0 ")
+        with admin(tmp_path) as api:
+            assert api.patch("/config/apps/http/servers/srv0/routes/0/handle/0/body",
+                             json="v1 {env.RWS_WORKER}").status_code == 200
+        head, second = _exchange(sock)  # the same worker, the old config, and then the connection ends
+        assert second == first and "Connection: close" in head
+    assert until_both(process.url(), "v1") == {"v1 0", "v1 1"}
+
+
 def test_a_bad_config_leaves_every_worker_on_the_old_one(tmp_path: Path, running: Any) -> None:
     process = running(site(tmp_path))
     with admin(tmp_path) as api:
