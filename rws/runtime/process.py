@@ -70,14 +70,21 @@ async def _serve(source: ConfigSource | None, tree: dict[str, Any], watch: bool,
     return 0
 
 
-def rws_command() -> list[str]:
-    """How to start rws again in a child process: the same interpreter, and the same
-    single-file download when this process runs from one."""
+def rws_command() -> tuple[list[str], dict[str, str]]:
+    """How to start rws again in a child process, and its environment: the same
+    interpreter and the same rws (the single-file download when this process runs from
+    one). `-P` keeps the working directory off the child's module path, so a folder
+    named `rws` there (a config folder, a checkout) can't stand in for the package."""
     import zipfile
 
+    import rws
+
+    env = dict(os.environ)
     if sys.argv and sys.argv[0].endswith(".pyz") and zipfile.is_zipfile(sys.argv[0]):
-        return [sys.executable, sys.argv[0]]
-    return [sys.executable, "-m", "rws"]
+        return [sys.executable, sys.argv[0]], env
+    package_parent = str(Path(rws.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH", "")) if p)
+    return [sys.executable, "-P", "-m", "rws"], env
 
 
 def _pingback(address: str) -> None:
@@ -119,8 +126,9 @@ def start_background(args: list[str]) -> int:
         server.listen(1)
         server.settimeout(1.0)
         address = "127.0.0.1:%d" % server.getsockname()[1]
-        child = subprocess.Popen([*rws_command(), "run", *args, "--pingback", address],
-                                 stdin=subprocess.PIPE, start_new_session=True)
+        command, env = rws_command()
+        child = subprocess.Popen([*command, "run", *args, "--pingback", address],
+                                 stdin=subprocess.PIPE, start_new_session=True, env=env)
         assert child.stdin is not None
         child.stdin.write(secret)
         child.stdin.close()

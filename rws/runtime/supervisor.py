@@ -201,10 +201,11 @@ class Workers:
         from rws.runtime.process import rws_command
 
         ours, theirs = channel_pair()
+        command, env = rws_command()
         try:
             proc = await asyncio.create_subprocess_exec(
-                *rws_command(), "worker", "--control-fd", str(theirs.fileno()), "--parent", str(os.getpid()),
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env={**os.environ, "RWS_WORKER": str(slot)})
+                *command, "worker", "--control-fd", str(theirs.fileno()), "--parent", str(os.getpid()),
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env={**env, "RWS_WORKER": str(slot)})
         except OSError as exc:
             ours.close()
             raise RwsError(f"starting worker {slot}: {exc.strerror or exc}") from None

@@ -177,6 +177,7 @@ def _kill(pid: int) -> None:
 
 
 def test_two_workers_serve_the_same_port(tmp_path: Path, running: Any) -> None:
+    (tmp_path / "rws").mkdir()  # a folder named like the package in the working directory changes nothing
     process = running(site(tmp_path))
     pids = worker_pids(process)
     assert sorted(pids) == [0, 1] and process.proc.pid not in pids.values()
