@@ -17,7 +17,7 @@ class Process:
     """`rws <args>` in the background; its stderr (JSON log lines) is collected."""
 
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "rws", *args], cwd=cwd, env=env,
+        self.proc = subprocess.Popen([sys.executable, "-P", "-m", "rws", *args], cwd=cwd, env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.records: list[dict[str, Any]] = []
         self.lines: list[str] = []
