@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import os
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Coroutine
 
 from rws.admin.guard import allowed_hosts, check
 from rws.config import tree as config_tree
@@ -109,13 +109,16 @@ class AdminApp:
             if "/json" not in ctype:
                 raise AdminError(400, f"unacceptable content-type: {ctype}; 'application/json' required")
             value = _parse_json(await _read_body(body))
-        async with self.runtime.lock_for_edit():
-            current = self.runtime.tree
-            if "if-match" in headers:
-                config_tree.check_if_match(current, headers["if-match"])
-            new = config_tree.apply(current, method, path, value)
-            config_tree.id_paths(new)
-            await self._apply(new if isinstance(new, dict) else {}, force=_must_revalidate(headers))
+        async def edit() -> None:
+            async with self.runtime.lock_for_edit():
+                current = self.runtime.tree
+                if "if-match" in headers:
+                    config_tree.check_if_match(current, headers["if-match"])
+                new = config_tree.apply(current, method, path, value)
+                config_tree.id_paths(new)
+                await self._apply(new if isinstance(new, dict) else {}, force=_must_revalidate(headers))
+
+        await _to_the_end(edit())
         return Response(200, Headers(), b"")
 
     async def _apply(self, tree: dict[str, Any], force: bool = False) -> None:
@@ -131,9 +134,12 @@ class AdminApp:
     async def _load(self, head: RequestReceived, headers: dict[str, str], body: BodyStream) -> Response:
         _only(head.method, "POST")
         tree, warnings = _adapt_body(headers.get("content-type", ""), await _read_body(body))
-        async with self.runtime.lock_for_edit():
-            config_tree.id_paths(tree)
-            await self._apply(tree, force=_must_revalidate(headers))
+        async def load() -> None:
+            async with self.runtime.lock_for_edit():
+                config_tree.id_paths(tree)
+                await self._apply(tree, force=_must_revalidate(headers))
+
+        await _to_the_end(load())
         if warnings:
             return _json_response(200, [_warning_json(w) for w in warnings])
         return Response(200, Headers(), b"")
@@ -165,6 +171,18 @@ _ENDPOINTS: dict[str, Callable[[AdminApp, RequestReceived, dict[str, str], BodyS
     "/reverse_proxy/upstreams": AdminApp._upstreams,
     "/metrics": AdminApp._metrics,
 }
+
+
+_FINISHING: set[asyncio.Task[None]] = set()
+
+
+async def _to_the_end(change: Coroutine[Any, Any, None]) -> None:
+    """Run a config change to its end even if the client goes away meanwhile: a change
+    stopped halfway could leave the workers on a config the supervisor does not keep."""
+    task = asyncio.ensure_future(change)
+    _FINISHING.add(task)
+    task.add_done_callback(_FINISHING.discard)
+    await asyncio.shield(task)
 
 
 def _only(method: str, allowed: str) -> None:

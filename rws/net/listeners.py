@@ -145,6 +145,15 @@ class ListenerPool:
             sock.close()
         self.inherited.clear()
 
+    def stop_accepting(self) -> None:
+        """Close every listening socket now; connections already accepted go on (a worker
+        that stops: the others, holding the same sockets, take the new connections)."""
+        for listener in self.listeners.values():
+            if listener.server is not None:
+                listener.server.close()
+                listener.server = None
+            listener.sock.close()
+
     def release(self, listener: Listener) -> None:
         listener.users -= 1
         if listener.users <= 0:

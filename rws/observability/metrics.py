@@ -64,8 +64,17 @@ class MetricsRegistry:
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every family as JSON, for `merge` in another process."""
-        return [{"name": f.name, "help": f.help, "kind": f.kind, "labels": f.labels,
-                 "samples": [[values, value] for values, value in f.samples.items()]} for f in self.all()]
+        return snapshot(self.all())
+
+
+def snapshot(families: list[MetricFamily]) -> list[dict[str, Any]]:
+    return [{"name": f.name, "help": f.help, "kind": f.kind, "labels": f.labels,
+             "samples": [[values, value] for values, value in f.samples.items()]} for f in families]
+
+
+def counters(snapshot: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The counters of a snapshot (what stays counted after its process is gone)."""
+    return [family for family in snapshot if family["kind"] == "counter"]
 
 
 def merge(snapshots: list[list[dict[str, Any]]]) -> list[MetricFamily]:

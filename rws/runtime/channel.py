@@ -39,9 +39,12 @@ class Channel:
         self.loop = asyncio.get_running_loop()
         self.messages: asyncio.Queue[tuple[dict[str, Any], list[int]] | None] = asyncio.Queue()
         self.closed = False
+        self.fd = sock.fileno()
         self._parts: list[bytes] = []
         self._fds: list[int] = []
-        self.loop.add_reader(sock.fileno(), self._readable)
+        self._sending = asyncio.Lock()  # one message at a time: frames of two never interleave
+        self._writable: asyncio.Future[None] | None = None
+        self.loop.add_reader(self.fd, self._readable)
 
     async def receive(self) -> tuple[dict[str, Any], list[int]]:
         """The next message and the descriptors that came with it; ChannelClosed at the end."""
@@ -56,9 +59,15 @@ class Channel:
         frames = [data[i:i + FRAME] for i in range(0, len(data), FRAME)] or [b""]
         fd_chunks = [list(fds[i:i + MAX_FDS]) for i in range(0, len(fds), MAX_FDS)]
         frames += [b""] * (len(fd_chunks) - len(frames))  # more descriptors than text: empty frames carry them
-        for index, frame in enumerate(frames):
-            mark = _LAST if index == len(frames) - 1 else _MORE
-            await self._send_frame(mark + frame, fd_chunks[index] if index < len(fd_chunks) else [])
+        async with self._sending:
+            for index, frame in enumerate(frames):
+                mark = _LAST if index == len(frames) - 1 else _MORE
+                try:
+                    await self._send_frame(mark + frame, fd_chunks[index] if index < len(fd_chunks) else [])
+                except asyncio.CancelledError:
+                    if index:  # part of a message went out: the rest would be read as garbage
+                        self.close()
+                    raise
 
     async def _send_frame(self, frame: bytes, fds: list[int]) -> None:
         while True:
@@ -68,20 +77,21 @@ class Channel:
                 socket.send_fds(self.sock, [frame], fds)
                 return
             except BlockingIOError:
-                writable: asyncio.Future[None] = self.loop.create_future()
-
-                def wake(future: asyncio.Future[None] = writable) -> None:
-                    if not future.done():
-                        future.set_result(None)
-
-                self.loop.add_writer(self.sock.fileno(), wake)
+                self._writable = self.loop.create_future()
+                self.loop.add_writer(self.fd, self._wake)
                 try:
-                    await writable
+                    await self._writable
                 finally:
-                    self.loop.remove_writer(self.sock.fileno())
+                    self._writable = None
+                    if not self.closed:
+                        self.loop.remove_writer(self.fd)
             except OSError:
                 self._close()
                 raise ChannelClosed() from None
+
+    def _wake(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
 
     def _readable(self) -> None:
         while not self.closed:
@@ -116,7 +126,10 @@ class Channel:
         if self.closed:
             return
         self.closed = True
-        self.loop.remove_reader(self.sock.fileno())
+        self.loop.remove_reader(self.fd)
+        if self._writable is not None:
+            self.loop.remove_writer(self.fd)
+            self._wake()  # the sender finds the channel closed
         for fd in self._fds:
             os.close(fd)
         self._fds = []

@@ -45,6 +45,7 @@ class Runtime:
         self.admin: Any = None  # the admin endpoint, managed by rws.admin.api
         self.stop_task: asyncio.Task[None] | None = None
         self.workers: Workers | None = Workers(self) if workers else None
+        self.on_retired: Callable[[Generation], None] | None = None  # a generation finished draining
 
     async def apply(self, tree: dict[str, Any], *, force: bool = False) -> bool:
         """Make `tree` the running config; False if it equals the current one (nothing to do)."""
@@ -112,15 +113,21 @@ class Runtime:
 
         if self.workers is None:
             return REGISTRY.expose()
-        snapshots = [answer["metrics"] for answer in await self.workers.ask("metrics")]
-        return render(merge([REGISTRY.snapshot(), *snapshots]))
+        return render(merge([REGISTRY.snapshot(), *await self.workers.metric_snapshots()]))
 
     def _retire(self, old: Generation) -> None:
-        task = asyncio.get_running_loop().create_task(old.retire(self.pool, old.grace_period, close_idle=False))
+        task = asyncio.get_running_loop().create_task(self._drain(old))
         self.retiring.add(task)
         self.retired.add(old)
         task.add_done_callback(self.retiring.discard)
         task.add_done_callback(lambda _: self.retired.discard(old))
+
+    async def _drain(self, old: Generation) -> None:
+        if self.workers is not None:  # the listeners stay open while a worker drains on them
+            await self.workers.drained(old)
+        await old.retire(self.pool, old.grace_period, close_idle=False)
+        if self.on_retired is not None:
+            self.on_retired(old)
 
     def _autosave(self, tree: dict[str, Any]) -> None:
         persist = ((tree.get("admin") or {}).get("config") or {}).get("persist", True)

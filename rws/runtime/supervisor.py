@@ -26,6 +26,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rws.errors import RwsError
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REPLY_TIMEOUT = 120.0  # building a generation can take a while (big configs, slow disks)
+REPLY_TIMEOUT = 60.0  # building a generation can take a while (big configs, slow disks)
+ACK_TIMEOUT = 10.0  # a worker answers a stop request at once, before it drains
 VIEW_TIMEOUT = 5.0
 STOP_SLACK = 30.0  # a stopping worker's time to exit beyond its shutdown delay and grace period
 EXIT_TIMEOUT = 10.0  # after its channel closes, how long a worker may take to exit
@@ -64,14 +66,17 @@ def wanted_workers(tree: dict[str, Any]) -> int:
 class WorkerProcess:
     """One worker as the supervisor sees it: its process and its control channel."""
 
-    def __init__(self, slot: int, proc: asyncio.subprocess.Process, channel: Channel) -> None:
+    def __init__(self, slot: int, proc: asyncio.subprocess.Process, channel: Channel,
+                 on_notice: Callable[[WorkerProcess, dict[str, Any]], None]) -> None:
         self.slot = slot
         self.proc = proc
         self.channel = channel
+        self.on_notice = on_notice  # messages the worker sends unasked
         self.ids = itertools.count(1)
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.gone = asyncio.Event()
         self.retiring = False  # asked to stop: its exit is expected
+        self.exited = asyncio.Event()
 
     async def read_replies(self) -> None:
         try:
@@ -79,9 +84,11 @@ class WorkerProcess:
                 message, fds = await self.channel.receive()
                 for fd in fds:
                     os.close(fd)
-                future = self.pending.pop(message.get("id"), None)  # type: ignore[arg-type]
+                future = self.pending.pop(message["id"], None) if "id" in message else None
                 if future is not None and not future.done():
                     future.set_result(message)
+                elif "id" not in message:
+                    self.on_notice(self, message)
         except ChannelClosed:
             pass
         finally:
@@ -114,6 +121,15 @@ class WorkerProcess:
         except (ChannelClosed, TimeoutError):
             pass
 
+    async def wait_exit(self, timeout: float | None) -> None:
+        """Until the process has exited; killed when `timeout` runs out first."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self.exited.wait()
+        except TimeoutError:
+            self.kill()
+            await self.exited.wait()
+
     def kill(self) -> None:
         if self.proc.returncode is None:
             try:
@@ -128,10 +144,16 @@ class Workers:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.count = 0
-        self.live: dict[int, WorkerProcess] = {}
+        self.live: dict[int, WorkerProcess] = {}  # by slot: the workers that serve
+        self.everyone: set[WorkerProcess] = set()  # also those stopping, until they exit
         self.gen_ids = itertools.count(1)
+        self.generations: dict[int, Generation] = {}  # id -> the supervisor's generation
+        self.holders: dict[Generation, set[WorkerProcess]] = {}  # who still serves or drains it
+        self.released = asyncio.Condition()
         self.stopping = False
         self.exits: dict[int, list[float]] = {}
+        self.metrics: dict[WorkerProcess, list[dict[str, Any]]] = {}  # each worker's latest metrics
+        self.departed: list[dict[str, Any]] = []  # the counters of workers that exited, added up
         self.tasks: set[asyncio.Task[Any]] = set()
         from rws.handlers.reverse_proxy.upstreams import publish_verdicts
 
@@ -142,7 +164,7 @@ class Workers:
     async def prepare(self, new: Generation) -> int:
         """Every worker builds `new` (workers missing up to its count are started); an id
         to `commit` or `abort`. Raises RwsError, after aborting, if any worker fails."""
-        gen = next(self.gen_ids)
+        gen = self._new_id(new)
         fresh: list[WorkerProcess] = []
         try:
             for slot in range(wanted_workers(new.tree)):
@@ -161,20 +183,23 @@ class Workers:
         return gen
 
     async def _prepare_one(self, worker: WorkerProcess, new: Generation, gen: int) -> str | None:
-        """The worker's error, or None (also when it died meanwhile: it is replaced)."""
+        """The worker's error, or None."""
         listeners = {listener.key: listener for listener, _ in new.bindings}
         try:
             reply = await worker.request("prepare", gen=gen, tree=new.tree, config_files=list(new.ctx.config_files),
                                          keys=list(listeners), fds=[li.sock.fileno() for li in listeners.values()])
         except ChannelClosed:
-            return None
+            return "exited while building the config"
         except TimeoutError:
             worker.kill()
             return "did not answer in time (stopped; it will be replaced)"
         return None if reply.get("ok") else str(reply.get("error") or "failed")
 
     async def commit(self, gen: int, count: int) -> None:
-        await self._all("commit", gen=gen)
+        """Every worker serves the prepared generation `gen` from now on."""
+        targets = list(self.live.values())
+        await self._all("commit", targets, gen=gen)
+        self.holders.setdefault(self.generations[gen], set()).update(w for w in targets if not w.gone.is_set())
         self.count = count
         for slot in [s for s in self.live if s >= count]:  # fewer workers than before
             self._spawn_task(self._retire(self.live[slot], grace=None))
@@ -183,16 +208,43 @@ class Workers:
                 self._spawn_task(self._replace(slot))
 
     async def abort(self, gen: int) -> None:
-        await self._all("abort", gen=gen)
+        await self._all("abort", list(self.live.values()), gen=gen)
+        self.generations.pop(gen, None)
 
-    async def _all(self, op: str, **fields: Any) -> None:
+    async def drained(self, generation: Generation) -> None:
+        """Until no worker serves or drains `generation` any more (its listening sockets
+        must stay open until then: a worker may still hold them)."""
+        async with self.released:
+            await self.released.wait_for(lambda: not self.holders.get(generation))
+        self.holders.pop(generation, None)
+        for gen in [g for g, known in self.generations.items() if known is generation]:
+            del self.generations[gen]
+
+    async def _release(self, worker: WorkerProcess, generation: Generation | None = None) -> None:
+        """`worker` no longer holds `generation` (None: any, it exited)."""
+        for held, holders in self.holders.items():
+            if generation is None or held is generation:
+                holders.discard(worker)
+        async with self.released:
+            self.released.notify_all()
+
+    def _notice(self, worker: WorkerProcess, message: dict[str, Any]) -> None:
+        if message.get("op") == "retired" and message.get("gen") in self.generations:
+            self._spawn_task(self._release(worker, self.generations[message["gen"]]))
+
+    def _new_id(self, generation: Generation) -> int:
+        gen = next(self.gen_ids)
+        self.generations[gen] = generation
+        return gen
+
+    async def _all(self, op: str, targets: list[WorkerProcess], **fields: Any) -> None:
         async def one(worker: WorkerProcess) -> None:
             try:
                 await worker.request(op, **fields)
             except (ChannelClosed, TimeoutError):
                 pass
 
-        await asyncio.gather(*(one(w) for w in list(self.live.values())))
+        await asyncio.gather(*(one(w) for w in targets))
 
     # --- processes ---------------------------------------------------------------------
 
@@ -211,8 +263,9 @@ class Workers:
             raise RwsError(f"starting worker {slot}: {exc.strerror or exc}") from None
         finally:
             theirs.close()
-        worker = WorkerProcess(slot, proc, Channel(ours))
+        worker = WorkerProcess(slot, proc, Channel(ours), self._notice)
         self.live[slot] = worker
+        self.everyone.add(worker)
         self._spawn_task(worker.read_replies())
         self._spawn_task(self._watch(worker))
         await worker.tell("verdicts", hosts=verdicts())
@@ -228,8 +281,12 @@ class Workers:
             worker.kill()
             code = await worker.proc.wait()
         worker.channel.close()
+        self.everyone.discard(worker)
         if self.live.get(worker.slot) is worker:
             del self.live[worker.slot]
+        self._keep_counters(worker)
+        await self._release(worker)
+        worker.exited.set()
         if self.stopping or worker.retiring or worker.slot >= self.count:
             log.info("worker exited", extra={"worker": worker.slot, "pid": worker.proc.pid, "code": code})
             return
@@ -249,66 +306,82 @@ class Workers:
             current = self.runtime.generation
             if self.stopping or slot in self.live or slot >= self.count or current is None:
                 return
+            worker = None
             try:
                 worker = await self._spawn(slot)
-                gen = next(self.gen_ids)
+                gen = self._new_id(current)
                 error = await self._prepare_one(worker, current, gen)
                 if error:
                     raise RwsError(error)
                 await worker.request("commit", gen=gen)
+                self.holders.setdefault(current, set()).add(worker)
             except (RwsError, ChannelClosed, TimeoutError) as exc:
                 log.error("starting a replacement worker failed", extra={"worker": slot, "error": str(exc)})
-                if slot in self.live:
-                    await self._retire(self.live[slot], grace=0)
-                self._spawn_task(self._replace(slot))
+                if worker is not None and not worker.gone.is_set():
+                    await self._retire(worker, grace=0)  # retiring: its exit starts no other replacement
+                    self._spawn_task(self._replace(slot))
+                # otherwise it died, and its exit brings the next attempt
 
     async def _retire(self, worker: WorkerProcess, grace: float | None, delay: float = 0.0) -> None:
         """Stop one worker (after its shutdown `delay`, draining within `grace`) and wait
-        until it is gone."""
+        until it has exited. A worker that does not take the request is killed."""
         worker.retiring = True
         if self.live.get(worker.slot) is worker:
             del self.live[worker.slot]
         try:
-            await worker.request("stop", timeout=None if grace is None else delay + grace + STOP_SLACK,
-                                 grace=grace)
+            await worker.request("stop", timeout=ACK_TIMEOUT, grace=grace)
         except (ChannelClosed, TimeoutError):
             worker.kill()
-        await worker.gone.wait()
-        try:
-            async with asyncio.timeout(EXIT_TIMEOUT):
-                await worker.proc.wait()
-        except TimeoutError:
-            worker.kill()
-            await worker.proc.wait()
+        await worker.wait_exit(None if grace is None else delay + grace + STOP_SLACK)
 
     async def stop(self, grace: float | None, delay: float) -> None:
-        """Drain every worker (after the config's shutdown `delay`) within `grace` and wait."""
+        """Drain every worker (after the config's shutdown `delay`) within `grace` and wait
+        until all have exited, those already stopping too."""
         self.stopping = True
-        await asyncio.gather(*(self._retire(w, grace, delay) for w in list(self.live.values())))
+        live = list(self.live.values())
+        stopping = [w for w in self.everyone if w not in live]
+        limit = None if grace is None else delay + grace + STOP_SLACK
+        await asyncio.gather(*(self._retire(w, grace, delay) for w in live),
+                             *(w.wait_exit(limit) for w in stopping))
         for task in list(self.tasks):
             task.cancel()
 
     def kill(self) -> None:
         self.stopping = True
-        for worker in self.live.values():
+        for worker in self.everyone:
             worker.kill()
-
-    def pids(self) -> list[int]:
-        return [w.proc.pid for w in self.live.values()]
 
     # --- shared views ------------------------------------------------------------------
 
     async def ask(self, op: str) -> list[dict[str, Any]]:
         """Every live worker's answer to `op` (those that fail to answer are left out)."""
-        async def one(worker: WorkerProcess) -> dict[str, Any] | None:
-            try:
-                reply = await worker.request(op, timeout=VIEW_TIMEOUT)
-            except (ChannelClosed, TimeoutError):
-                return None
-            return reply if reply.get("ok") else None
-
-        answers = await asyncio.gather(*(one(w) for w in list(self.live.values())))
+        workers = list(self.live.values())
+        answers = await asyncio.gather(*(self._ask_one(w, op) for w in workers))
         return [a for a in answers if a is not None]
+
+    async def metric_snapshots(self) -> list[list[dict[str, Any]]]:
+        """Every worker's metrics: fresh where it answers, else its latest; plus the
+        counters of workers that exited, so that merged counters never go down."""
+        workers = list(self.live.values())
+        answers = await asyncio.gather(*(self._ask_one(w, "metrics") for w in workers))
+        for worker, answer in zip(workers, answers, strict=True):
+            if answer is not None and worker in self.everyone:
+                self.metrics[worker] = answer["metrics"]
+        return [self.departed, *(self.metrics[w] for w in workers if w in self.metrics)]
+
+    def _keep_counters(self, worker: WorkerProcess) -> None:
+        from rws.observability.metrics import counters, merge, snapshot
+
+        last = self.metrics.pop(worker, None)
+        if last is not None:
+            self.departed = snapshot(merge([self.departed, counters(last)]))
+
+    async def _ask_one(self, worker: WorkerProcess, op: str) -> dict[str, Any] | None:
+        try:
+            reply = await worker.request(op, timeout=VIEW_TIMEOUT)
+        except (ChannelClosed, TimeoutError):
+            return None
+        return reply if reply.get("ok") else None
 
     def _publish_verdict(self, address: str, healthy: bool) -> None:
         for worker in list(self.live.values()):

@@ -7,7 +7,11 @@ answered with the request's `id`:
 - `prepare` {gen, tree, keys} + the listening sockets: build the generation and take its
   listeners, without serving it yet; `commit` {gen}: serve it, the previous one drains;
   `abort` {gen}: drop it. A config change reaches every worker this way, all or none.
-- `stop` {grace}: drain within the grace period and exit.
+- `stop` {grace}: answered at once; then stop accepting, drain within the grace period
+  and exit.
+- It tells the supervisor, unasked, when a generation it served has finished draining
+  (`retired` {gen}): until every worker has, the supervisor keeps that generation's
+  listening sockets open, so that an address given up and taken back meets the same socket.
 - `metrics`, `upstreams`: this worker's views, for the admin API to merge.
 - `verdicts` {hosts}: active health verdicts (the supervisor runs the checks).
 
@@ -64,13 +68,17 @@ class Worker:
         self.runtime = Runtime(autosave=False)
         self.runtime.pool = ListenerPool(inherited={})
         self.prepared: dict[int, Generation] = {}
+        self.ids: dict[Generation, int] = {}  # the supervisor's id of each generation here
+        self.channel: Channel | None = None
+        self.notices: set[asyncio.Task[None]] = set()
+        self.runtime.on_retired = self._retired
 
     async def run(self) -> int:
         from rws.handlers.reverse_proxy.upstreams import checks_elsewhere
 
         checks_elsewhere()
         loop = asyncio.get_running_loop()
-        channel = Channel(self.control)
+        channel = self.channel = Channel(self.control)
         for sig in (signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, lambda: None)
         loop.add_signal_handler(signal.SIGTERM, self.runtime.request_stop)
@@ -93,10 +101,28 @@ class Worker:
                     await channel.send({"id": message.get("id"), **reply})
                 except ChannelClosed:
                     pass
-            if message.get("op") == "stop":
+            if message.get("op") == "stop":  # answered at once; now stop taking connections and drain
+                self.runtime.pool.stop_accepting()
+                await self.runtime.stop(message.get("grace"))
                 break
         channel.close()
         return 0
+
+    def _retired(self, generation: Generation) -> None:
+        """Tell the supervisor, which keeps the generation's listening sockets open until
+        every worker is done with it."""
+        gen = self.ids.pop(generation, None)
+        if gen is not None and self.channel is not None:
+            task = asyncio.get_running_loop().create_task(self._notify({"op": "retired", "gen": gen}))
+            self.notices.add(task)
+            task.add_done_callback(self.notices.discard)
+
+    async def _notify(self, message: dict[str, Any]) -> None:
+        assert self.channel is not None
+        try:
+            await self.channel.send(message)
+        except ChannelClosed:
+            pass
 
     async def handle(self, message: dict[str, Any], fds: list[int]) -> dict[str, Any] | None:
         op = message.get("op")
@@ -111,10 +137,10 @@ class Worker:
             if op == "abort":
                 gen = self.prepared.pop(message["gen"], None)
                 if gen is not None:
+                    self.ids.pop(gen, None)
                     await gen.retire(self.runtime.pool, 0)
                 return {"ok": True}
             if op == "stop":
-                await self.runtime.stop(message.get("grace"))
                 return {"ok": True}
             if op == "metrics":
                 from rws.observability.metrics import REGISTRY
@@ -140,7 +166,8 @@ class Worker:
         pool.inherit({key: socket.socket(fileno=fd) for key, fd in zip(message["keys"], fds, strict=True)})
         try:
             self.runtime.config_files = tuple(message.get("config_files") or ())
-            self.prepared[message["gen"]] = await self.runtime.prepare(message["tree"])
+            generation = self.prepared[message["gen"]] = await self.runtime.prepare(message["tree"])
+            self.ids[generation] = message["gen"]
         finally:
             pool.drop_inherited()
         return {"ok": True}
