@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from .processes import Process
+from .processes import Process, kill, wait_gone
 
 
 @pytest.fixture
@@ -88,9 +88,9 @@ def test_start_reload_stop(tmp_path: Path, env: dict[str, str]) -> None:
         assert httpx.get(f"http://127.0.0.1:{port}/").text == "second"
         stopped = rws(["stop", "--config", "Rwsfile"], tmp_path, env)
         assert stopped.returncode == 0, stopped.stderr
-        _wait_gone(pid)
+        wait_gone([pid])
     finally:
-        _kill(pid)
+        kill(pid)
 
 
 def _wait_port_of(log: Path) -> int:
@@ -108,26 +108,6 @@ def _wait_port_of(log: Path) -> int:
     raise AssertionError(log.read_text())
 
 
-def _wait_gone(pid: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"process {pid} still running")
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def test_sighup_reloads_the_config_file(tmp_path: Path, running: Any) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .processes import Process
+from .processes import Process, alive, kill, wait_gone
 
 PLUGINS = Path(__file__).parent / "plugins"
 
@@ -53,7 +53,7 @@ def running(tmp_path: Path, env: dict[str, str]) -> Iterator[Callable[..., Proce
         pids = worker_pids(process)
         process.stop()
         for pid in pids.values():
-            _kill(pid)
+            kill(pid)
 
 
 def wanted(config: dict[str, Any]) -> int:
@@ -145,32 +145,28 @@ class Load:
             thread.join(30)
 
 
-def _alive(pid: int) -> bool:
+
+
+
+def partial_post(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab")
+    return sock
+
+
+def finish_post(sock: socket.socket) -> bytes:
+    sock.sendall(b"cde")
+    data = b""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie child of ours is gone too
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+        while b"got abcde" not in data:
+            part = sock.recv(4096)
+            if not part:
+                break
+            data += part
     except OSError:
-        return False
-
-
-def _wait_gone(pids: list[int], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(_alive(pid) for pid in pids):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"still running: {[pid for pid in pids if _alive(pid)]}")
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
         pass
+    sock.close()
+    return data
 
 
 # --- serving ---------------------------------------------------------------------------------
@@ -291,8 +287,8 @@ def test_the_worker_count_changes_with_the_config(tmp_path: Path, running: Any) 
         assert sorted(pids) == [0, 1, 2] and pids[0] == first[0] and pids[1] == first[1]
         assert until_both(process.url(), "v0", slots=3) == {"v0 0", "v0 1", "v0 2"}
         assert api.patch("/config/workers", json=1).status_code == 200
-    _wait_gone([pids[1], pids[2]])
-    assert _alive(pids[0])
+    wait_gone([pids[1], pids[2]])
+    assert alive(pids[0])
     assert set(fresh_requests(process.url(), 20)) == {"v0 0"}
 
 
@@ -330,7 +326,7 @@ def test_a_killed_worker_is_replaced_and_load_loses_only_its_requests(tmp_path: 
     exited = process.wait_for("worker exited unexpectedly; replacing it")
     assert exited["worker"] == 1 and exited["pid"] == victim and exited["code"] == "SIGKILL"
     replacement = worker_pids(process)[1]
-    assert replacement != victim and _alive(replacement) and not _alive(victim)
+    assert replacement != victim and alive(replacement) and not alive(victim)
     assert until_both(url, "v0") == {"v0 0", "v0 1"}
 
 
@@ -364,7 +360,7 @@ def test_rws_stop_leaves_no_process_behind(tmp_path: Path, running: Any, env: di
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert process.proc.wait(30) == 0
-    _wait_gone(pids)
+    wait_gone(pids)
 
 
 def test_sigterm_drains_a_request_in_flight_on_a_worker(tmp_path: Path, running: Any) -> None:
@@ -372,33 +368,24 @@ def test_sigterm_drains_a_request_in_flight_on_a_worker(tmp_path: Path, running:
     config["apps"]["http"]["servers"]["srv0"]["routes"][0]["handle"][0]["body"] = "got {http.request.body}"
     process = running(config)
     port = process.port()
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab")  # the request is in flight
+    sock = partial_post(port)  # the request is in flight
     time.sleep(0.3)
     pids = [process.proc.pid, *worker_pids(process).values()]
     process.proc.send_signal(signal.SIGTERM)
     time.sleep(0.3)
-    sock.sendall(b"cde")
-    sock.settimeout(10)
-    data = b""
-    while not data.endswith(b"got abcde"):
-        part = sock.recv(4096)
-        if not part:
-            break
-        data += part
-    sock.close()
+    data = finish_post(sock)
     assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"got abcde"), data
     assert process.proc.wait(30) == 0
-    _wait_gone(pids)
+    wait_gone(pids)
 
 
 def test_the_supervisors_death_takes_the_workers_with_it(tmp_path: Path, running: Any) -> None:
     process = running(site(tmp_path))
     pids = list(worker_pids(process).values())
-    assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+    assert len(pids) == 2 and all(alive(pid) for pid in pids)
     process.proc.kill()
     process.proc.wait(10)
-    _wait_gone(pids)
+    wait_gone(pids)
 
 
 # --- shared views ----------------------------------------------------------------------------

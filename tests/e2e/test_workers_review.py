@@ -6,7 +6,6 @@ during a config change, and a config that kills the workers."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -18,13 +17,13 @@ from typing import Any
 import httpx
 import pytest
 
+from .processes import alive, kill, wait_gone
 from .test_workers import (  # noqa: F401 - fixtures
-    _alive,
-    _kill,
-    _wait_gone,
     admin,
     env,
+    finish_post,
     fresh_requests,
+    partial_post,
     running,
     site,
     worker_pids,
@@ -38,27 +37,6 @@ def body_echo_site(tmp_path: Path, **more: Any) -> dict[str, Any]:
     config = site(tmp_path, **more)
     config["apps"]["http"]["servers"]["srv0"]["routes"][0]["handle"][0]["body"] = "got {http.request.body} {env.RWS_WORKER}"
     return config
-
-
-def partial_post(port: int) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab")
-    return sock
-
-
-def finish_post(sock: socket.socket) -> bytes:
-    sock.sendall(b"cde")
-    data = b""
-    try:
-        while b"got abcde" not in data:
-            part = sock.recv(4096)
-            if not part:
-                break
-            data += part
-    except OSError:
-        pass
-    sock.close()
-    return data
 
 
 def try_get(url: str, timeout: float = 5) -> str:
@@ -94,7 +72,7 @@ def test_second_signal_while_draining_ends_the_workers_too(tmp_path: Path, runni
         process.proc.send_signal(signal.SIGTERM)  # second signal: force, now
         assert process.proc.wait(10) == 2
         # the forced stop must not leave worker processes behind (they still drain)
-        _wait_gone(pids, timeout=10)
+        wait_gone(pids, timeout=10)
     finally:
         for sock in socks:
             sock.close()
@@ -116,7 +94,7 @@ def test_a_hung_idle_worker_does_not_hold_up_stop_forever(tmp_path: Path, runnin
             time.sleep(0.1)
         assert process.proc.poll() is not None, "the supervisor is still stopping 20s later"
     finally:
-        _kill(pids[1])
+        kill(pids[1])
 
 
 # --- 3. fewer workers: the retiring one keeps accepting connections, and drops them ------------
@@ -408,9 +386,9 @@ def test_stop_waits_for_or_ends_a_retiring_worker(tmp_path: Path, running: Any) 
         with admin(tmp_path) as api:
             assert api.patch("/config/workers", json=1).status_code == 200  # worker 1 retires, draining
         time.sleep(0.5)
-        assert _alive(pids[1])
+        assert alive(pids[1])
         process.proc.send_signal(signal.SIGTERM)
         assert process.proc.wait(30) == 0  # within the grace period (and its slack)
-        _wait_gone([pids[0], pids[1]])  # the retiring worker too
+        wait_gone([pids[0], pids[1]])  # the retiring worker too
     finally:
         sock.close()
