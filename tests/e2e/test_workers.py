@@ -145,16 +145,15 @@ class Load:
             thread.join(30)
 
 
-
-
-
 def partial_post(port: int) -> socket.socket:
+    """A POST whose body is partly sent: it stays in flight until `finish_post`."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab")
     return sock
 
 
 def finish_post(sock: socket.socket) -> bytes:
+    """The rest of the body, then whatever the server answers until `got abcde` or EOF."""
     sock.sendall(b"cde")
     data = b""
     try:
