@@ -15,11 +15,13 @@ from rws.http.client_ip import ClientIp
 from rws.http.message import Headers, Request, Response
 from rws.http.routes import BuildContext, RouteList, error_id, serve_errors
 from rws.http.sniff import detect_content_type
+from rws.net.tls import HANDSHAKE_TIMEOUT, ServerTls, TlsAccept
 from rws.observability.metrics import REQUEST_ERRORS_TOTAL, REQUESTS_IN_FLIGHT, REQUESTS_TOTAL
 from rws.protocols.connection import HttpConnection, Timeouts
 from rws.protocols.flow import BodyStream
 from rws.protocols.events import RequestReceived
 from rws.protocols.http1 import default_backend
+from rws.tls.certificates import Certificate
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,8 @@ _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 class HttpServer:
     """Built from a decoded server config; `connection()` makes the protocol for a socket."""
 
-    def __init__(self, name: str, config: Any, ctx: BuildContext, *, metrics: bool = False) -> None:
+    def __init__(self, name: str, config: Any, ctx: BuildContext, *, metrics: bool = False,
+                 certificates: list[Certificate] | None = None) -> None:
         self.name = name
         self.metrics = metrics or config.metrics is not None  # count requests per server
         self.config = config
@@ -52,11 +55,18 @@ class HttpServer:
         self.backend = default_backend()
         self.access_log: Any = _access_logger(config, ctx)
         self.connections: set[HttpConnection] = set()
+        self.tls = (ServerTls(config.tls_connection_policies, certificates or [], f"apps.http.servers.{name}")
+                    if config.tls_connection_policies else None)
         self.idle: asyncio.Event | None = None
 
-    def connection(self) -> HttpConnection:
-        conn = HttpConnection(self, self.backend, max_header_bytes=self.max_header_bytes,
-                              timeouts=self.timeouts, on_close=self._closed)
+    def connection(self) -> asyncio.Protocol:
+        if self.tls is not None:
+            return TlsAccept(self.tls.context, self._http_connection, min(self.timeouts.read_header, HANDSHAKE_TIMEOUT))
+        return self._http_connection()
+
+    def _http_connection(self) -> HttpConnection:
+        conn = HttpConnection(self, self.backend, scheme="https" if self.tls is not None else "http",
+                              max_header_bytes=self.max_header_bytes, timeouts=self.timeouts, on_close=self._closed)
         self.connections.add(conn)
         return conn
 

@@ -51,6 +51,7 @@ class HttpConnection(asyncio.Protocol):
         self.app = app
         self.core = Http1Core(backend, self, max_header_bytes)
         self.scheme = scheme
+        self.half_close = True if scheme == "http" else None  # TLS transports can't keep writing after EOF
         self.timeouts = timeouts or Timeouts()
         self.on_close = on_close
         self.loop = asyncio.get_running_loop()
@@ -105,7 +106,7 @@ class HttpConnection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if self.tunnel is not None:
             self.tunnel.client_eof()
-            return True
+            return self.half_close
         self.core.receive_data(b"")
         if self.receiving is not None and not self.receiving.complete:
             self.receiving.finish(ConnectionResetError("client closed the connection"))
@@ -115,12 +116,12 @@ class HttpConnection(asyncio.Protocol):
             # context ends when the client's side closes): stop waiting for it, and close.
             self.task.cancel()
             self._close()
-            return True
+            return self.half_close
         if self.task is None and not self.pending:
             self._close()
         else:
             self._proceed()
-        return True  # keep our side open until the pipelined responses are written
+        return self.half_close  # keep our side open until the pipelined responses are written
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.tunnel is not None:

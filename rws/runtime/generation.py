@@ -13,6 +13,7 @@ from rws.http.routes import BuildContext
 from rws.http.server import HttpServer
 from rws.net.listeners import Listener, ListenerPool, parse_listen
 from rws.observability.logs import build_logs
+from rws.tls.certificates import load_certificates
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +31,17 @@ class Generation:
         self.grace_period: float | None = None
         self.shutdown_delay = 0.0
         http = (self.config.apps or {}).get("http")
+        tls = (self.config.apps or {}).get("tls")
         try:
             self.logs = build_logs(self.config.logging, self.ctx)
+            certificates = load_certificates(tls.config.certificates) if tls is not None else []
             if http is not None:
                 app = http.config
                 self.grace_period = app.grace_period or None
                 self.shutdown_delay = app.shutdown_delay or 0.0
                 for name, server_config in (app.servers or {}).items():
-                    self.servers[name] = HttpServer(name, server_config, self.ctx, metrics=app.metrics is not None)
+                    self.servers[name] = HttpServer(name, server_config, self.ctx, metrics=app.metrics is not None,
+                                                    certificates=certificates)
         except BaseException:
             self._run_closers()
             raise

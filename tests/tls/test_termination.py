@@ -1,0 +1,205 @@
+"""TLS termination with certificates the config loads (`tls <cert> <key>`, `load_files`,
+`load_pem`): real handshakes on 127.0.0.1 with Python's OpenSSL client and curl, the
+certificates made here by a test CA."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+import socket
+import ssl
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from rws.errors import RwsError
+
+NOW = datetime.datetime.now(datetime.timezone.utc)
+
+
+class Authority:
+    """A root that signs leaf certificates for the names a test asks for."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rws test CA")])
+        self.cert = (x509.CertificateBuilder().subject_name(self.name).issuer_name(self.name)
+                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+                     .not_valid_before(NOW - datetime.timedelta(days=1))
+                     .not_valid_after(NOW + datetime.timedelta(days=30))
+                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                     .sign(self.key, hashes.SHA256()))
+        self.pem = folder / "ca.pem"
+        self.pem.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+
+    def leaf(self, stem: str, *names: str, organization: str = "") -> tuple[Path, Path]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization)] if organization else [])
+        cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(self.name)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(NOW - datetime.timedelta(days=1)).not_valid_after(NOW + datetime.timedelta(days=7))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+                .sign(self.key, hashes.SHA256()))
+        cert_path, key_path = self.folder / f"{stem}.crt", self.folder / f"{stem}.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        return cert_path, key_path
+
+    def client(self, **settings: Any) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.pem))
+        for name, value in settings.items():
+            setattr(context, name, value)
+        return context
+
+
+@pytest.fixture
+def ca(tmp_path: Path) -> Authority:
+    return Authority(tmp_path)
+
+
+def get(port: int, server_name: str | None, context: ssl.SSLContext, path: str = "/") -> tuple[str, list[str]]:
+    """One HTTPS request: the response body and the DNS names of the certificate served."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=server_name) as tls:
+            peer = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True) or b"")
+            names = peer.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            host = server_name or "127.0.0.1"
+            tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := tls.recv(65536):
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return body.decode(), names.get_values_for_type(x509.DNSName)
+
+
+def three_sites(ca: Authority) -> str:
+    (a_crt, a_key), (b_crt, b_key), (w_crt, w_key) = (
+        ca.leaf("a", "a.test"), ca.leaf("b", "b.test"), ca.leaf("w", "*.w.test"))
+    return (f"a.test {{\n\ttls {a_crt} {a_key}\n\trespond \"A {{http.request.scheme}}\"\n}}\n"
+            f"b.test {{\n\ttls {b_crt} {b_key}\n\trespond \"B\"\n}}\n"
+            f"x.w.test {{\n\ttls {w_crt} {w_key}\n\trespond \"W\"\n}}\n")
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_sni_picks_the_certificate_among_three_sites(serve: Any, ca: Authority, loop: str) -> None:
+    with serve(three_sites(ca), loop=loop) as server:
+        port, client = server.port(), ca.client()
+        assert get(port, "a.test", client) == ("A https", ["a.test"])
+        assert get(port, "b.test", client) == ("B", ["b.test"])
+        assert get(port, "x.w.test", client) == ("W", ["*.w.test"])
+
+
+def _handshake_fails(port: int, server_name: str | None, context: ssl.SSLContext) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            context.wrap_socket(raw, server_hostname=server_name)
+
+
+def test_an_unknown_name_fails_the_handshake_and_the_others_go_on(serve: Any, ca: Authority) -> None:
+    with serve(three_sites(ca), loop="uvloop") as server:
+        port, client = server.port(), ca.client()
+        _handshake_fails(port, "c.test", client)
+        _handshake_fails(port, "y.z.w.test", client)  # a wildcard covers one label only
+        _handshake_fails(port, None, ca.client(check_hostname=False))  # no name and no default_sni
+        assert get(port, "a.test", client)[0] == "A https"
+
+
+def test_garbage_and_plain_http_on_the_tls_port_close_the_connection(serve: Any, ca: Authority) -> None:
+    with serve(three_sites(ca), loop="uvloop") as server:
+        port = server.port()
+        for junk in (b"\x16\x03\x01\x00\x05hello", b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n", bytes(range(256)) * 4):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                raw.sendall(junk)
+                try:
+                    data = raw.recv(4096)
+                except ConnectionResetError:
+                    data = b""
+                assert b"HTTP/1.1" not in data
+        assert get(port, "b.test", ca.client())[0] == "B"
+
+
+def test_default_sni_serves_clients_that_send_no_name(serve: Any, ca: Authority) -> None:
+    crt, key = ca.leaf("a", "a.test")
+    tree = {"apps": {
+        "http": {"servers": {"srv0": {"listen": ["127.0.0.1:0"], "routes": [{"handle": [
+            {"handler": "static_response", "body": "hi"}]}],
+            "tls_connection_policies": [{"default_sni": "a.test"}]}}},
+        "tls": {"certificates": {"load_pem": [{"certificate": crt.read_text(), "key": key.read_text()}]}}}}
+    with serve(tree) as server:
+        assert get(server.port(), None, ca.client(check_hostname=False)) == ("hi", ["a.test"])
+
+
+def test_certificate_selection_and_protocol_versions(serve: Any, ca: Authority) -> None:
+    old_crt, old_key = ca.leaf("old", "a.test", organization="Old")
+    new_crt, new_key = ca.leaf("new", "a.test", organization="New")
+    tree = {"apps": {
+        "http": {"servers": {"srv0": {"listen": ["127.0.0.1:0"], "routes": [{"handle": [
+            {"handler": "static_response", "body": "hi"}]}],
+            "tls_connection_policies": [{"certificate_selection": {"subject_organization": ["New"]},
+                                         "protocol_min": "tls1.3"}]}}},
+        "tls": {"certificates": {"load_files": [{"certificate": str(old_crt), "key": str(old_key)},
+                                                {"certificate": str(new_crt), "key": str(new_key)}]}}}}
+    with serve(tree) as server:
+        port = server.port()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with ca.client().wrap_socket(raw, server_hostname="a.test") as tls:
+                peer = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True) or b"")
+                assert peer.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "New"
+                assert tls.version() == "TLSv1.3"
+        _handshake_fails(port, "a.test", ca.client(maximum_version=ssl.TLSVersion.TLSv1_2))
+
+
+def _load(tree: dict[str, Any]) -> str:
+    from rws.runtime.generation import Generation
+
+    with pytest.raises(RwsError) as info:
+        Generation(tree).close()
+    return str(info.value)
+
+
+def test_unusable_certificate_files_fail_the_config_with_one_line(ca: Authority, tmp_path: Path) -> None:
+    crt, key = ca.leaf("a", "a.test")
+    _, other_key = ca.leaf("b", "b.test")
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate")
+
+    def tree(certificate: Path, key: Path) -> dict[str, Any]:
+        return {"apps": {"tls": {"certificates": {"load_files": [{"certificate": str(certificate), "key": str(key)}]}}}}
+
+    missing = _load(tree(tmp_path / "missing.crt", key))
+    assert "apps.tls.certificates.load_files[0].certificate" in missing and "missing.crt" in missing
+    mismatched = _load(tree(crt, other_key))
+    assert "load_files[0]" in mismatched and "does not match" in mismatched
+    assert "no PEM certificate" in _load(tree(garbage, key))
+    assert "private key" in _load(tree(crt, garbage))
+    for message in (missing, mismatched):
+        assert "\n" not in message
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is installed by .ci/run")
+def test_rws_run_serves_https_to_curl(ca: Authority, tmp_path: Path) -> None:
+    from tests.e2e.processes import Process
+
+    crt, key = ca.leaf("a", "a.test")
+    (tmp_path / "Rwsfile").write_text(f"{{\n\tadmin off\n}}\na.test:0 {{\n\tbind 127.0.0.1\n\ttls {crt} {key}\n"
+                                      f"\trespond \"secure {{http.request.scheme}}\"\n}}\n")
+    process = Process(["run", "--config", "Rwsfile"], tmp_path, {"PATH": "/usr/bin:/bin",
+                                                                  "XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)})
+    try:
+        port = process.port()
+        result = subprocess.run(["curl", "-sS", "--cacert", str(ca.pem), "--resolve", f"a.test:{port}:127.0.0.1",
+                                 f"https://a.test:{port}/"], capture_output=True, text=True, timeout=30)
+        assert (result.returncode, result.stdout) == (0, "secure https"), result.stderr
+    finally:
+        assert process.stop() == 0
+    assert not [r for r in process.records if r.get("level") in ("error", "warn")], json.dumps(process.records)
