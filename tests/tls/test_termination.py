@@ -203,3 +203,20 @@ def test_rws_run_serves_https_to_curl(ca: Authority, tmp_path: Path) -> None:
     finally:
         assert process.stop() == 0
     assert not [r for r in process.records if r.get("level") in ("error", "warn")], json.dumps(process.records)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_large_files_go_through_the_tls_layer_intact(serve: Any, ca: Authority, tmp_path: Path, loop: str) -> None:
+    crt, key = ca.leaf("a", "a.test")
+    site = tmp_path / "site"
+    site.mkdir()
+    data = bytes(range(256)) * 8192  # 2 MiB: sent in chunks, never with sendfile past the TLS layer
+    (site / "big.bin").write_bytes(data)
+    with serve(f"a.test {{\n\ttls {crt} {key}\n\troot * {site}\n\tfile_server\n}}\n", loop=loop) as server:
+        with socket.create_connection(("127.0.0.1", server.port()), timeout=10) as raw:
+            with ca.client().wrap_socket(raw, server_hostname="a.test") as tls:
+                tls.sendall(b"GET /big.bin HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+                received = b""
+                while chunk := tls.recv(1 << 20):
+                    received += chunk
+    assert received.partition(b"\r\n\r\n")[2] == data
