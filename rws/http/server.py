@@ -34,7 +34,8 @@ class HttpServer:
     """Built from a decoded server config; `connection()` makes the protocol for a socket."""
 
     def __init__(self, name: str, config: Any, ctx: BuildContext, *, metrics: bool = False,
-                 certificates: list[Certificate] | None = None) -> None:
+                 certificates: list[Certificate] | None = None, tls_policies: tuple[Any, ...] | None = None) -> None:
+        """`tls_policies`: the connection policies automatic HTTPS settled on (else the config's)."""
         self.name = name
         self.metrics = metrics or config.metrics is not None  # count requests per server
         self.config = config
@@ -55,8 +56,8 @@ class HttpServer:
         self.backend = default_backend()
         self.access_log: Any = _access_logger(config, ctx)
         self.connections: set[HttpConnection] = set()
-        self.tls = (ServerTls(config.tls_connection_policies, certificates or [], f"apps.http.servers.{name}")
-                    if config.tls_connection_policies else None)
+        policies = tls_policies or config.tls_connection_policies
+        self.tls = ServerTls(policies, certificates or [], f"apps.http.servers.{name}") if policies else None
         self.idle: asyncio.Event | None = None
 
     def connection(self) -> asyncio.Protocol:

@@ -13,7 +13,9 @@ from rws.http.routes import BuildContext
 from rws.http.server import HttpServer
 from rws.net.listeners import Listener, ListenerPool, parse_listen
 from rws.observability.logs import build_logs
-from rws.tls.certificates import load_certificates
+from rws.tls.automatic import local_authority, managed_certificates, plan
+from rws.tls.certificates import Certificate, load_certificates
+from rws.tls.storage import storage_for
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +32,25 @@ class Generation:
         self.bindings: list[tuple[Listener, HttpServer]] = []
         self.grace_period: float | None = None
         self.shutdown_delay = 0.0
-        http = (self.config.apps or {}).get("http")
-        tls = (self.config.apps or {}).get("tls")
+        apps = self.config.apps or {}
+        http, tls, pki = apps.get("http"), apps.get("tls"), apps.get("pki")
+        self.managed: list[Certificate] = []  # certificates automatic HTTPS obtained
         try:
             self.logs = build_logs(self.config.logging, self.ctx)
             certificates = load_certificates(tls.config.certificates) if tls is not None else []
             if http is not None:
                 app = http.config
+                automatic = plan(app, tree["apps"]["http"], tls.config if tls is not None else None, certificates)
+                if automatic.internal:
+                    storage = storage_for(self.config.storage)
+                    authority = local_authority(storage, pki.config if pki is not None else None)
+                    self.managed = managed_certificates(automatic.internal, storage, authority)
                 self.grace_period = app.grace_period or None
                 self.shutdown_delay = app.shutdown_delay or 0.0
                 for name, server_config in (app.servers or {}).items():
                     self.servers[name] = HttpServer(name, server_config, self.ctx, metrics=app.metrics is not None,
-                                                    certificates=certificates)
+                                                    certificates=certificates + self.managed,
+                                                    tls_policies=automatic.policies.get(name))
         except BaseException:
             self._run_closers()
             raise

@@ -61,6 +61,7 @@ async def _serve(source: ConfigSource | None, tree: dict[str, Any], watch: bool,
     except RwsError:
         await runtime.stop(0)
         raise
+    runtime.maintain_certificates()
     if pingback:
         _pingback(pingback)
     watcher = asyncio.get_running_loop().create_task(_watch(runtime, source)) if watch and source and source.path else None

@@ -28,6 +28,8 @@ from rws.runtime.supervisor import Workers, wanted_workers
 
 log = logging.getLogger(__name__)
 
+RENEW_INTERVAL = 600.0  # Caddy's renew_interval: how often managed certificates are checked
+
 
 class Runtime:
     def __init__(self, *, config_files: tuple[str, ...] = (), reload_source: Callable[[], dict[str, Any]] | None = None,
@@ -46,6 +48,7 @@ class Runtime:
         self.stop_task: asyncio.Task[None] | None = None
         self.workers: Workers | None = Workers(self) if workers else None
         self.on_retired: Callable[[Generation], None] | None = None  # a generation finished draining
+        self._maintenance: asyncio.Task[None] | None = None
 
     async def apply(self, tree: dict[str, Any], *, force: bool = False) -> bool:
         """Make `tree` the running config; False if it equals the current one (nothing to do)."""
@@ -93,6 +96,25 @@ class Runtime:
         if old is not None:
             self._retire(old)
         self._autosave(new.tree)
+
+    def maintain_certificates(self) -> None:
+        """Where certificates are managed (not in workers): every `RENEW_INTERVAL`, a config
+        whose managed certificates are due is applied again, which issues them anew and
+        swaps them in without dropping a connection."""
+        self._maintenance = asyncio.get_running_loop().create_task(self._renew_loop())
+
+    async def _renew_loop(self) -> None:
+        from rws.tls.automatic import renewal_due
+
+        while True:
+            await asyncio.sleep(RENEW_INTERVAL)
+            gen = self.generation
+            if gen is not None and any(renewal_due(cert) for cert in gen.managed):
+                log.info("renewing certificates")
+                try:
+                    await self.apply(self.tree, force=True)
+                except Exception as exc:  # the running config goes on; the next round tries again
+                    log.error("renewing certificates failed", extra={"error": str(exc)})
 
     def request_stop(self) -> None:
         """Stop from inside a request (the admin API's /stop): after this task returns."""
@@ -156,6 +178,8 @@ class Runtime:
 
     async def stop(self, grace_period: float | None = None) -> None:
         """Stop serving: wait `shutdown_delay`, drain within the grace period, close listeners."""
+        if self._maintenance is not None:
+            self._maintenance.cancel()
         async with self.lock:
             gen, self.generation = self.generation, None
             if grace_period is None and gen is not None:

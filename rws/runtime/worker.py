@@ -15,6 +15,8 @@ answered with the request's `id`:
 - `metrics`, `upstreams`: this worker's views, for the admin API to merge.
 - `verdicts` {hosts}: active health verdicts (the supervisor runs the checks).
 
+Certificates are the supervisor's to obtain and renew; a worker loads them from storage.
+
 The worker exits when the channel closes (the supervisor is gone); on Linux the kernel
 also sends it SIGTERM when the supervisor dies. SIGINT and SIGHUP are the supervisor's
 (a terminal sends them to the whole process group): the worker ignores them.
@@ -75,8 +77,10 @@ class Worker:
 
     async def run(self) -> int:
         from rws.handlers.reverse_proxy.upstreams import checks_elsewhere
+        from rws.tls.automatic import certificates_elsewhere
 
         checks_elsewhere()
+        certificates_elsewhere()
         loop = asyncio.get_running_loop()
         channel = self.channel = Channel(self.control)
         for sig in (signal.SIGINT, signal.SIGHUP):

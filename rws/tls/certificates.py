@@ -26,6 +26,7 @@ class Certificate:
     key_pem: bytes
     names: tuple[str, ...]  # lower-case DNS names and IP addresses it covers
     tags: frozenset[str]
+    not_before: datetime.datetime
     not_after: datetime.datetime
     serial: int
     organizations: tuple[str, ...]
@@ -52,7 +53,8 @@ def load_pair(chain_pem: bytes, key_pem: bytes, tags: tuple[str, ...], where: st
     organizations = tuple(str(a.value) for a in leaf.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME))
     return Certificate(
         chain_pem=b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain),
-        key_pem=key_pem, names=certificate_names(leaf), tags=frozenset(tags), not_after=leaf.not_valid_after_utc,
+        key_pem=key_pem, names=certificate_names(leaf), tags=frozenset(tags),
+        not_before=leaf.not_valid_before_utc, not_after=leaf.not_valid_after_utc,
         serial=leaf.serial_number, organizations=organizations, key_algorithm=_algorithm(key), source=source)
 
 

@@ -1,0 +1,149 @@
+"""Automatic HTTPS for the names the local CA serves: a `localhost` site gets HTTPS with no
+TLS configuration, through real `rws run` processes (one, and a supervisor with workers)
+and real clients trusting the stored root."""
+
+from __future__ import annotations
+
+import datetime
+import socket
+import ssl
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from rws.runtime.generation import Generation
+from rws.tls.authority import LocalAuthority
+from rws.tls.storage import FileStorage
+from tests.e2e.processes import Process, wait_gone
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def https_get(port: int, name: str, root: Path) -> tuple[str, int]:
+    """Body and certificate serial of one request to https://<name>:<port>/ on 127.0.0.1."""
+    client = ssl.create_default_context(cafile=str(root))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with client.wrap_socket(raw, server_hostname=name) as tls:
+            serial = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True) or b"").serial_number
+            tls.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := tls.recv(4096):
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return body.decode(), serial
+
+
+def start(tmp_path: Path, port: int, workers: int = 1) -> Process:
+    (tmp_path / "Rwsfile").write_text(
+        f"{{\n\tadmin off\n\thttps_port {port}\n\tworkers {workers}\n}}\n"
+        f"localhost:{port} {{\n\tbind 127.0.0.1\n\trespond \"hello {{http.request.scheme}} {{env.RWS_WORKER}}\"\n}}\n")
+    env = {"PATH": "/usr/bin:/bin", "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    process = Process(["run", "--config", "Rwsfile"], tmp_path, env)
+    process.wait_for("config applied", count=workers + 1 if workers > 1 else 1, timeout=60)
+    return process
+
+
+def test_a_localhost_site_gets_https_from_the_local_ca_and_keeps_it_across_restarts(tmp_path: Path) -> None:
+    port = free_port()
+    data = tmp_path / "data" / "rws"
+    process = start(tmp_path, port)
+    try:
+        root = data / "pki" / "authorities" / "local" / "root.crt"
+        body, serial = https_get(port, "localhost", root)
+        assert body == "hello https "
+        stored = data / "certificates" / "local" / "localhost"
+        assert sorted(p.name for p in stored.iterdir()) == ["localhost.crt", "localhost.json", "localhost.key"]
+        assert [r["identifier"] for r in process.records if r.get("msg") == "certificate obtained"] == ["localhost"]
+    finally:
+        assert process.stop() == 0
+    again = start(tmp_path, port)  # a restart uses the stored certificate: nothing is issued
+    try:
+        assert https_get(port, "localhost", root) == ("hello https ", serial)
+        assert not [r for r in again.records if r.get("msg") == "certificate obtained"]
+    finally:
+        assert again.stop() == 0
+
+
+def test_with_workers_the_supervisor_issues_and_every_worker_serves_it(tmp_path: Path) -> None:
+    port = free_port()
+    process = start(tmp_path, port, workers=2)
+    try:
+        root = tmp_path / "data" / "rws" / "pki" / "authorities" / "local" / "root.crt"
+        seen: set[str] = set()
+        serials: set[int] = set()
+        for _ in range(200):
+            body, serial = https_get(port, "localhost", root)
+            seen.add(body)
+            serials.add(serial)
+            if len(seen) == 2:
+                break
+        assert seen == {"hello https 0", "hello https 1"} and len(serials) == 1
+        obtained = [r for r in process.records if r.get("msg") == "certificate obtained"]
+        assert len(obtained) == 1 and "worker" not in obtained[0]  # the supervisor's record
+        pids = [process.proc.pid, *(int(r["pid"]) for r in process.records if r.get("msg") == "worker started")]
+    finally:
+        assert process.stop() == 0
+    wait_gone(pids)
+
+
+def test_a_stored_certificate_in_its_renewal_window_is_issued_again(tmp_path: Path) -> None:
+    storage = FileStorage(tmp_path / "data" / "rws")
+    authority = LocalAuthority(storage)
+    authority.ensure()
+    assert authority.intermediate is not None
+    now = datetime.datetime.now(datetime.timezone.utc)
+    key = ec.generate_private_key(ec.SECP256R1())
+    old = (x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(authority.intermediate.cert.subject)
+           .public_key(key.public_key()).serial_number(x509.random_serial_number())
+           .not_valid_before(now - datetime.timedelta(hours=11)).not_valid_after(now + datetime.timedelta(hours=1))
+           .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+           .sign(authority.intermediate.key, hashes.SHA256()))
+    from rws.tls.authority import KeyPair
+
+    pair = KeyPair(old, key)
+    storage.store("certificates/local/localhost/localhost.crt", pair.cert_pem + authority.intermediate.cert_pem)
+    storage.store("certificates/local/localhost/localhost.key", pair.key_pem, private=True)
+    tree: dict[str, Any] = {
+        "storage": {"module": "file_system", "root": str(tmp_path / "data" / "rws")},
+        "apps": {"http": {"servers": {"srv0": {"listen": [":443"], "routes": [
+            {"match": [{"host": ["localhost"]}], "handle": [{"handler": "static_response", "body": "x"}]}]}}}}}
+    generation = Generation(tree)
+    try:
+        assert [c.names for c in generation.managed] == [("localhost",)]
+        assert generation.managed[0].serial != old.serial_number  # 1 hour of 12 left: issued again
+        stored = x509.load_pem_x509_certificates(storage.load("certificates/local/localhost/localhost.crt") or b"")
+        assert stored[0].serial_number == generation.managed[0].serial
+    finally:
+        generation.close()
+
+
+def test_which_servers_get_tls_and_which_names_certificates(tmp_path: Path) -> None:
+    def generation(servers: dict[str, Any], **http: Any) -> Generation:
+        return Generation({"storage": {"module": "file_system", "root": str(tmp_path)},
+                           "apps": {"http": {"servers": servers, **http}}})
+
+    def route(*hosts: str) -> dict[str, Any]:
+        return {"match": [{"host": list(hosts)}], "handle": [{"handler": "static_response", "body": "x"}]}
+
+    gen = generation({
+        "plain": {"listen": [":8080"], "routes": [route("a.localhost")], "automatic_https": {"disable": True}},
+        "http_only": {"listen": [":8081"], "routes": [route("b.localhost")]},
+        "secure": {"listen": [":8443"], "routes": [route("c.localhost", "example.com", "{env.X}.localhost"),
+                                                   route("skipped.localhost")],
+                   "automatic_https": {"skip_certificates": ["skipped.localhost"]}},
+    }, http_port=8081, https_port=8443)
+    try:
+        assert gen.servers["plain"].tls is None and gen.servers["http_only"].tls is None
+        assert gen.servers["secure"].tls is not None
+        # example.com needs a public CA (not built yet); a placeholder name never qualifies
+        assert [c.names for c in gen.managed] == [("c.localhost",)]
+    finally:
+        gen.close()
