@@ -18,6 +18,7 @@ from rws.runtime.generation import Generation
 from rws.tls.authority import LocalAuthority
 from rws.tls.storage import FileStorage
 from tests.e2e.processes import Process, wait_gone
+from tests.tls.test_termination import fetch
 
 
 def free_port() -> int:
@@ -28,17 +29,8 @@ def free_port() -> int:
 
 def https_get(port: int, name: str, root: Path) -> tuple[str, int]:
     """Body and certificate serial of one request to https://<name>:<port>/ on 127.0.0.1."""
-    client = ssl.create_default_context(cafile=str(root))
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with client.wrap_socket(raw, server_hostname=name) as tls:
-            serial = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True) or b"").serial_number
-            tls.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
-            data = b""
-            while chunk := tls.recv(4096):
-                data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200"), head
-    return body.decode(), serial
+    body, peer = fetch(port, name, ssl.create_default_context(cafile=str(root)))
+    return body, peer.serial_number
 
 
 def start(tmp_path: Path, port: int, workers: int = 1) -> Process:

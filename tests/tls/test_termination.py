@@ -66,12 +66,11 @@ def ca(tmp_path: Path) -> Authority:
     return Authority(tmp_path)
 
 
-def get(port: int, server_name: str | None, context: ssl.SSLContext, path: str = "/") -> tuple[str, list[str]]:
-    """One HTTPS request: the response body and the DNS names of the certificate served."""
+def fetch(port: int, server_name: str | None, context: ssl.SSLContext, path: str = "/") -> tuple[str, x509.Certificate]:
+    """One HTTPS GET on 127.0.0.1 (answered 200): the body and the certificate served."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         with context.wrap_socket(raw, server_hostname=server_name) as tls:
             peer = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True) or b"")
-            names = peer.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
             host = server_name or "127.0.0.1"
             tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
             data = b""
@@ -79,7 +78,14 @@ def get(port: int, server_name: str | None, context: ssl.SSLContext, path: str =
                 data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200"), head
-    return body.decode(), names.get_values_for_type(x509.DNSName)
+    return body.decode(), peer
+
+
+def get(port: int, server_name: str | None, context: ssl.SSLContext, path: str = "/") -> tuple[str, list[str]]:
+    """One HTTPS request: the response body and the DNS names of the certificate served."""
+    body, peer = fetch(port, server_name, context, path)
+    names = peer.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return body, names.get_values_for_type(x509.DNSName)
 
 
 def three_sites(ca: Authority) -> str:
