@@ -13,7 +13,7 @@ from rws.http.routes import BuildContext
 from rws.http.server import HttpServer
 from rws.net.listeners import Listener, ListenerPool, parse_listen
 from rws.observability.logs import build_logs
-from rws.tls.automatic import local_authority, managed_certificates, plan
+from rws.tls.automatic import local_authority, managed_certificates, plan, with_redirects
 from rws.tls.certificates import Certificate, load_certificates
 from rws.tls.storage import storage_for
 
@@ -41,6 +41,9 @@ class Generation:
             if http is not None:
                 app = http.config
                 automatic = plan(app, tree["apps"]["http"], tls.config if tls is not None else None, certificates)
+                redirected = with_redirects(tree["apps"]["http"], app, automatic)
+                if redirected is not None:  # the servers as they run; `self.tree` stays the config as given
+                    app = validate_tree({**tree, "apps": {**tree["apps"], "http": redirected}}).apps["http"].config
                 if automatic.internal:
                     storage = storage_for(self.config.storage)
                     authority = local_authority(storage, pki.config if pki is not None else None)

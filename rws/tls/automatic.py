@@ -7,8 +7,14 @@ A managed certificate lives in storage at `certificates/local/<name>/<name>.{crt
 and is issued again in the last third of its lifetime. Certificates are issued where
 certificate management runs: the process itself, or the supervisor when there are worker
 processes (each config is built there first); workers only load what storage holds.
-Names that need a public CA are logged: the ACME issuer is not built yet. HTTP→HTTPS
-redirects are not set up yet either.
+Names that need a public CA are logged: the ACME issuer is not built yet.
+
+HTTP→HTTPS redirects (§8.3): for every listener address of a server with TLS, the same
+host on the HTTP port answers `308` to `https://{host}[:port]{uri}`, the port written only
+when the HTTPS listener's is none of the HTTP/HTTPS ports (nor 80, 443; so `https_port
+8443` redirects to `https://host/`, as Caddy 2.6.2 does), with `Connection: close`. The redirect routes go into a server that already listens there
+(after its last route with a host matcher; a catch-all to the HTTPS port at its end), or
+into a new server, `remaining_auto_https_redirects`.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ def certificates_elsewhere() -> None:
 class Plan:
     policies: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # server -> its connection policies
     internal: list[str] = field(default_factory=list)  # names the local CA serves
+    redirects: dict[str, list[str]] = field(default_factory=dict)  # server -> the names its redirects match
 
 
 def plan(http_app: Any, http_tree: dict[str, Any], tls_app: Any, loaded: list[Certificate]) -> Plan:
@@ -68,6 +75,8 @@ def plan(http_app: Any, http_tree: dict[str, Any], tls_app: Any, loaded: list[Ce
                 result.policies[name] = (ConnectionPolicyConfig(),)
             continue
         result.policies[name] = policies or (ConnectionPolicyConfig(),)
+        if not (auto is not None and auto.disable_redirects):
+            result.redirects[name] = names
         if auto is not None and auto.disable_certificates:
             continue
         for subject in names:
@@ -82,6 +91,64 @@ def plan(http_app: Any, http_tree: dict[str, Any], tls_app: Any, loaded: list[Ce
                 log.warning("no certificate: issuing from a public ACME CA is not available yet",
                             extra={"server_name": subject, "server": name})
     return result
+
+
+REDIRECT_SERVER = "remaining_auto_https_redirects"
+
+
+def with_redirects(http_tree: dict[str, Any], http_app: Any, result: Plan) -> dict[str, Any] | None:
+    """The http app's JSON with the redirects added (a copy); None when there are none."""
+    if not result.redirects:
+        return None
+    http_port = http_app.http_port or DEFAULT_HTTP_PORT
+    https_port = http_app.https_port or DEFAULT_HTTPS_PORT
+    servers = json.loads(json.dumps(http_tree.get("servers") or {}))
+    routes_by_address: dict[str, list[dict[str, Any]]] = {}
+    for name, names in result.redirects.items():
+        for text in servers[name].get("listen") or ():
+            for address in parse_listen(text):
+                port = "" if address.port in (http_port, https_port, 80, 443) else f":{address.port}"
+                http_address = f"{address.host}:{http_port}" if ":" not in address.host else f"[{address.host}]:{http_port}"
+                routes_by_address.setdefault(http_address, []).append(_redirect(sorted(names, key=_redirect_order), port))
+    catch_all = _redirect([], "")  # to the HTTPS port, which the rule above never writes
+    remaining: list[str] = []
+    for http_address, routes in routes_by_address.items():
+        target = _server_on(servers, http_address)
+        if target is None:
+            remaining.append(http_address)
+            continue
+        existing = target.setdefault("routes", [])
+        last_host = max((i for i, r in enumerate(existing) if any("host" in m for m in r.get("match") or ())),
+                        default=-1)
+        existing[last_host + 1:last_host + 1] = routes
+        existing.append(catch_all)
+    if remaining:
+        routes = [route for address in remaining for route in routes_by_address[address]]
+        servers[REDIRECT_SERVER] = {"listen": remaining, "routes": [*routes, catch_all]}
+    return {**http_tree, "servers": servers}
+
+
+def _redirect(names: list[str], port: str) -> dict[str, Any]:
+    match: dict[str, Any] = {"protocol": "http"}
+    if names:
+        match["host"] = names
+    return {"match": [match], "handle": [{
+        "handler": "static_response", "status_code": 308, "close": True,
+        "headers": {"Location": [f"https://{{http.request.host}}{port}{{http.request.uri}}"]}}]}
+
+
+def _redirect_order(name: str) -> tuple[bool, int]:
+    """Exact hosts before wildcards, longer hosts first."""
+    return ("*" in name, -len(name))
+
+
+def _server_on(servers: dict[str, Any], http_address: str) -> dict[str, Any] | None:
+    wanted = parse_listen(http_address)[0]
+    for server in servers.values():
+        for text in server.get("listen") or ():
+            if any((a.host, a.port) == (wanted.host, wanted.port) for a in parse_listen(text)):
+                return server  # type: ignore[no-any-return]
+    return None
 
 
 def managed_certificates(names: list[str], storage: FileStorage, authority: LocalAuthority) -> list[Certificate]:

@@ -5,8 +5,12 @@ and real clients trusting the stored root."""
 from __future__ import annotations
 
 import datetime
+import shutil
 import socket
 import ssl
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +143,72 @@ def test_which_servers_get_tls_and_which_names_certificates(tmp_path: Path) -> N
         assert [c.names for c in gen.managed] == [("c.localhost",)]
     finally:
         gen.close()
+
+
+def _raw_get(port: int, host: str, target: str) -> tuple[int, dict[str, str], bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(4096)
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        fields = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        while len(body) < int(fields.get("content-length", "0")):
+            body += sock.recv(4096)
+    return int(lines[0].split()[1]), fields, body
+
+
+REDIRECT_SITES = """{{
+	admin off
+	http_port {http}
+	https_port {https}
+}}
+http://plain.localhost {{
+	respond "plain"
+}}
+localhost {{
+	respond "secure"
+}}
+"""
+
+
+def _redirects_of(command: list[str], tmp_path: Path, http: int, https: int) -> list[tuple[int, str, str, bytes]]:
+    """Start `<command> run` on the sites above; what three hosts get on the HTTP port."""
+    (tmp_path / "Caddyfile").write_text(REDIRECT_SITES.format(http=http, https=https))
+    env = {"PATH": "/usr/bin:/bin", "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+           "HOME": str(tmp_path)}
+    proc = subprocess.Popen([*command, "run", "--config", "Caddyfile", "--adapter", "caddyfile"], cwd=tmp_path,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", http), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, command
+                time.sleep(0.05)
+        seen = []
+        for host in ("localhost", "plain.localhost", "other.test"):
+            status, fields, body = _raw_get(http, host, "/a/b?x=1&y=%20")
+            seen.append((status, fields.get("location", ""), fields.get("connection", ""), body))
+        return seen
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_http_redirects_to_https_keeping_path_and_query_as_caddy_does(tmp_path: Path) -> None:
+    http, https = free_port(), free_port()
+    (tmp_path / "rws").mkdir()
+    (tmp_path / "caddy").mkdir()
+    ours = _redirects_of([sys.executable, "-P", "-m", "rws"], tmp_path / "rws", http, https)
+    assert ours == [
+        (308, "https://localhost/a/b?x=1&y=%20", "close", b""),  # the HTTPS port is written nowhere (Caddy's quirk)
+        (200, "", "", b"plain"),  # a site of its own on the HTTP port keeps its requests
+        (308, "https://other.test/a/b?x=1&y=%20", "close", b""),  # the catch-all
+    ]
+    if shutil.which("caddy"):
+        caddy = _redirects_of(["caddy"], tmp_path / "caddy", http, https)
+        assert [(s, loc, conn.lower(), b) for s, loc, conn, b in caddy] == ours
