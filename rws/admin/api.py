@@ -90,7 +90,7 @@ class AdminApp:
         if endpoint is None:
             if path.startswith("/pki/ca/"):
                 _only(head.method, "GET")
-                raise AdminError(404, f"no certificate authority configured with id: {path[8:].split('/')[0]}")
+                return await self._ca(path[len("/pki/ca/"):])
             return Response(404, Headers([("Content-Type", "text/plain; charset=utf-8")]), b"404 page not found\n")
         return await endpoint(self, head, headers, body)
 
@@ -153,6 +153,29 @@ class AdminApp:
         _only(head.method, "POST")
         self.stopping = True
         return Response(200, Headers(), b"")
+
+    async def _ca(self, rest: str) -> Response:
+        """`/pki/ca/<id>`: the CA's names and certificates (made on first use);
+        `/pki/ca/<id>/certificates`: its chain, intermediate then root."""
+        from rws.tls.authority import authority_for, common_name
+        from rws.tls.storage import storage_for
+
+        ca_id, _, what = rest.partition("/")
+        generation = self.runtime.generation
+        config = generation.config if generation is not None else None
+        pki = (config.apps or {}).get("pki") if config is not None else None
+        authority = authority_for(storage_for(config.storage if config is not None else None),
+                                  pki.config if pki is not None else None, ca_id)
+        if authority is None or what not in ("", "certificates"):
+            raise AdminError(404, f"no certificate authority configured with id: {ca_id}")
+        loop = asyncio.get_running_loop()
+        root, intermediate = await loop.run_in_executor(None, lambda: (authority.root_pem(),
+                                                                       authority.intermediate_pem()))
+        if what == "certificates":
+            return Response(200, Headers([("Content-Type", "application/pem-certificate-chain")]), intermediate + root)
+        return _json_response(200, {"id": ca_id, "name": authority.name, "root_common_name": common_name(root),
+                                    "intermediate_common_name": common_name(intermediate),
+                                    "root_certificate": root.decode(), "intermediate_certificate": intermediate.decode()})
 
     async def _upstreams(self, head: RequestReceived, headers: dict[str, str], body: BodyStream) -> Response:
         _only(head.method, "GET")

@@ -13,7 +13,8 @@ from rws.http.routes import BuildContext
 from rws.http.server import HttpServer
 from rws.net.listeners import Listener, ListenerPool, parse_listen
 from rws.observability.logs import build_logs
-from rws.tls.automatic import local_authority, managed_certificates, plan, with_redirects
+from rws.tls.authority import authority_for
+from rws.tls.automatic import managed_certificates, plan, with_redirects
 from rws.tls.certificates import Certificate, load_certificates
 from rws.tls.storage import storage_for
 
@@ -46,7 +47,8 @@ class Generation:
                     app = validate_tree({**tree, "apps": {**tree["apps"], "http": redirected}}).apps["http"].config
                 if automatic.internal:
                     storage = storage_for(self.config.storage)
-                    authority = local_authority(storage, pki.config if pki is not None else None)
+                    authority = authority_for(storage, pki.config if pki is not None else None)
+                    assert authority is not None  # `local` always is
                     self.managed = managed_certificates(automatic.internal, storage, authority)
                 self.grace_period = app.grace_period or None
                 self.shutdown_delay = app.shutdown_delay or 0.0

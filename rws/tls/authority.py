@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -153,6 +154,23 @@ class LocalAuthority:
         self.storage.store(self._key(f"{name}.key"), pair.key_pem, private=True)
         self.storage.store(self._key(f"{name}.crt"), pair.cert_pem)
         return pair
+
+
+def authority_for(storage: FileStorage, pki_app: Any, ca_id: str = "local") -> LocalAuthority | None:
+    """The CA `ca_id` with the settings `apps.pki` gives it; `local` always exists, other
+    ids only when configured."""
+    configs = (pki_app.certificate_authorities or {}) if pki_app is not None else {}
+    config = configs.get(ca_id)
+    if config is None:
+        return LocalAuthority(storage) if ca_id == "local" else None
+    return LocalAuthority(storage, ca_id, name=config.name, root_common_name=config.root_common_name,
+                          intermediate_common_name=config.intermediate_common_name,
+                          intermediate_lifetime=config.intermediate_lifetime)
+
+
+def common_name(pem: bytes) -> str:
+    names = x509.load_pem_x509_certificate(pem).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else ""
 
 
 def _signed_by(child: KeyPair, parent: KeyPair) -> bool:

@@ -195,16 +195,6 @@ def _stored(storage: FileStorage, name: str) -> Certificate | None:
         return None
 
 
-def local_authority(storage: FileStorage, pki_app: Any) -> LocalAuthority:
-    """The `local` CA, with the settings `apps.pki` gives it."""
-    config = ((pki_app.certificate_authorities or {}) if pki_app is not None else {}).get("local")
-    if config is None:
-        return LocalAuthority(storage)
-    return LocalAuthority(storage, name=config.name, root_common_name=config.root_common_name,
-                          intermediate_common_name=config.intermediate_common_name,
-                          intermediate_lifetime=config.intermediate_lifetime)
-
-
 def _base(name: str) -> str:
     safe = safe_key(name)
     return f"certificates/local/{safe}/{safe}"

@@ -112,3 +112,27 @@ def test_a_storage_lock_waits_for_its_holder_and_outlives_a_dead_one(tmp_path: P
     with storage.lock("issue_cert_c"), pytest.raises(RwsError):
         with storage.lock("issue_cert_c", timeout=0.2):
             pass
+
+
+def test_the_admin_api_gives_the_local_ca(serve: Any, tmp_path: Path) -> None:
+    import httpx
+
+    tree = {"storage": {"module": "file_system", "root": str(tmp_path)},
+            "apps": {"pki": {"certificate_authorities": {"team": {"name": "Team CA"}}}}}
+    with serve(tree, admin=True) as server:
+        local = httpx.get(server.admin_url("/pki/ca/local"))
+        assert local.status_code == 200
+        info = local.json()
+        stored = (tmp_path / "pki" / "authorities" / "local" / "root.crt").read_text()
+        assert info["id"] == "local" and info["root_certificate"] == stored
+        assert info["root_common_name"].startswith("rws Local Authority - ") and info["name"] == "rws Local Authority"
+        assert info["intermediate_common_name"] == "rws Local Authority - ECC Intermediate"
+        chain = httpx.get(server.admin_url("/pki/ca/local/certificates"))
+        assert chain.headers["content-type"] == "application/pem-certificate-chain"
+        assert chain.text == info["intermediate_certificate"] + info["root_certificate"]
+        team = httpx.get(server.admin_url("/pki/ca/team")).json()
+        assert team["name"] == "Team CA" and team["root_certificate"] != info["root_certificate"]
+        missing = httpx.get(server.admin_url("/pki/ca/nope"))
+        assert missing.status_code == 404
+        assert missing.json() == {"error": "no certificate authority configured with id: nope"}
+        assert httpx.post(server.admin_url("/pki/ca/local")).status_code == 405
