@@ -338,6 +338,52 @@ def stop(config: str | None, adapter: str | None, address: str | None) -> None:
     check_admin_response(*admin_request(target, "POST", "/stop"))
 
 
+def _ca_root(ca: str, config: str | None, adapter: str | None, address: str | None) -> bytes:
+    """The root certificate of a CA of the running rws, from its admin API."""
+    from rws.runtime.process import admin_address, admin_request, check_admin_response
+
+    target = admin_address(address, _tree_for_address(config, adapter))
+    status, body = admin_request(target, "GET", f"/pki/ca/{ca}")
+    check_admin_response(status, body)
+    try:
+        return str(json.loads(body)["root_certificate"]).encode()
+    except (ValueError, KeyError, TypeError):
+        raise RwsError("the admin API gave no root certificate") from None
+
+
+@cli.command()
+@click.option("--ca", default="local", show_default=True, help="The CA whose root to trust.")
+@click.option("--config", "-c", "config", default=None, help="Config file whose admin address to use.")
+@click.option("--adapter", "-a", default=None, help="Config adapter.")
+@click.option("--address", default=None, help="The admin API address (default: localhost:2019).")
+@_user_errors
+def trust(ca: str, config: str | None, adapter: str | None, address: str | None) -> None:
+    """Install a CA's root (the local CA by default) into the system trust store."""
+    from rws.tls.trust import install
+
+    path = install(_ca_root(ca, config, adapter, address))
+    click.echo(f"the root of CA {ca!r} is trusted: {path}")
+
+
+@cli.command()
+@click.option("--ca", default="local", show_default=True, help="The CA whose root to remove.")
+@click.option("--cert", "cert", default=None, help="A root certificate file to remove (instead of asking rws).")
+@click.option("--config", "-c", "config", default=None, help="Config file whose admin address to use.")
+@click.option("--adapter", "-a", default=None, help="Config adapter.")
+@click.option("--address", default=None, help="The admin API address (default: localhost:2019).")
+@_user_errors
+def untrust(ca: str, cert: str | None, config: str | None, adapter: str | None, address: str | None) -> None:
+    """Remove a CA's root from the system trust store."""
+    from rws.tls.trust import uninstall
+
+    try:
+        root = Path(cert).read_bytes() if cert else _ca_root(ca, config, adapter, address)
+    except OSError as exc:
+        raise RwsError(f"reading {cert}: {exc.strerror or exc}") from None
+    path = uninstall(root)
+    click.echo(f"removed {path}" if path else "that root was not in the system trust store")
+
+
 @cli.command()
 @click.option("--config", "-c", "config", default=DEFAULT_CONFIG, show_default=True, help="Config file to load.")
 @click.option("--adapter", "-a", default=None, help="Config adapter.")

@@ -5,6 +5,7 @@ and real clients trusting the stored root."""
 from __future__ import annotations
 
 import datetime
+import os
 import shutil
 import socket
 import ssl
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -212,3 +214,47 @@ def test_http_redirects_to_https_keeping_path_and_query_as_caddy_does(tmp_path: 
     if shutil.which("caddy"):
         caddy = _redirects_of(["caddy"], tmp_path / "caddy", http, https)
         assert [(s, loc, conn.lower(), b) for s, loc, conn, b in caddy] == ours
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("update-ca-certificates") is None,
+                    reason="changes the system trust store: root and update-ca-certificates")
+def test_rws_trust_makes_the_system_trust_the_local_ca_and_untrust_undoes_it(tmp_path: Path) -> None:
+    from rws.tls.trust import trusted_path
+
+    port = free_port()
+    admin = f"unix/{tmp_path / 'admin.sock'}"
+    (tmp_path / "Rwsfile").write_text(
+        f"{{\n\tadmin {admin}\n\thttps_port {port}\n}}\nlocalhost:{port} {{\n\tbind 127.0.0.1\n\trespond \"trusted\"\n}}\n")
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "XDG_DATA_HOME": str(tmp_path / "data"),
+           "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    process = Process(["run", "--config", "Rwsfile"], tmp_path, env)
+    root = tmp_path / "data" / "rws" / "pki" / "authorities" / "local" / "root.crt"
+
+    def rws(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-P", "-m", "rws", *args], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=180)
+
+    def system_trusts() -> bool:
+        try:
+            fetch(port, "localhost", ssl.create_default_context())  # the system's roots only
+        except ssl.SSLCertVerificationError:
+            return False
+        return True
+
+    try:
+        process.wait_for("config applied")
+        assert not system_trusts()
+        result = rws("trust", "--address", admin)
+        assert result.returncode == 0, result.stderr
+        installed = trusted_path(root.read_bytes())
+        assert str(installed) in result.stdout and installed.read_bytes() == root.read_bytes()
+        assert system_trusts()
+        result = rws("untrust", "--address", admin)
+        assert result.returncode == 0 and not installed.exists(), result.stderr
+        assert not system_trusts()
+        assert "not in the system trust store" in rws("untrust", "--cert", str(root)).stdout
+        assert rws("untrust", "--cert", str(tmp_path / "missing.crt")).returncode == 1
+    finally:
+        if root.exists():
+            rws("untrust", "--cert", str(root))
+        assert process.stop() == 0
