@@ -62,7 +62,7 @@ class HttpServer:
 
     def connection(self) -> asyncio.Protocol:
         if self.tls is not None:
-            return TlsAccept(self.tls.context, self._http_connection, min(self.timeouts.read_header, HANDSHAKE_TIMEOUT))
+            return TlsAccept(self.tls, self._http_connection, min(self.timeouts.read_header, HANDSHAKE_TIMEOUT))
         return self._http_connection()
 
     def _http_connection(self) -> HttpConnection:

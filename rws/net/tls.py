@@ -5,8 +5,10 @@ holds), and the protocol that runs the handshake before HTTP (`TlsAccept`).
 At the ClientHello the first policy whose `sni` matcher takes the server name (or that has
 no matchers) decides; among the certificates it may use (`certificate_selection`), the one
 for the exact name wins, then one for its wildcard (`*.example.com`); with no server name
-the policy's `default_sni` stands in, and `fallback_sni` when nothing matched. A name no
-certificate covers gets a handshake alert (unrecognized_name). Each policy's settings
+the policy's `default_sni` stands in, else the local address the client connected to (as
+certmagic does, for IP sites), and `fallback_sni` when nothing matched. A name no
+certificate covers ends the handshake (the connection closes: the alert OpenSSL makes is
+dropped by the event loop's TLS layer). Each policy's settings
 (versions, TLS 1.2 cipher suites, ALPN) make one `ssl.SSLContext` per certificate, built
 on first use. Versions and cipher suites are settled by OpenSSL before the server name is
 seen, so the first policy's apply to every handshake of the server.
@@ -29,6 +31,7 @@ from rws.tls.names import match_wildcard
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 10.0
+MAX_LOCAL_ADDRESSES = 64  # handshake contexts kept, one per local address connections came to
 _VERSIONS = {"tls1.2": ssl.TLSVersion.TLSv1_2, "tls1.3": ssl.TLSVersion.TLSv1_3}
 # Go's names of the TLS 1.2 suites -> OpenSSL's (TLS 1.3 suites are not configurable in Go either)
 _OPENSSL_CIPHERS = {
@@ -76,8 +79,10 @@ class _Policy:
     def matches(self, server_name: str) -> bool:
         return self.sni is None or any(match_wildcard(server_name, pattern) for pattern in self.sni)
 
-    def certificate(self, server_name: str) -> Certificate | None:
-        for name in (server_name or self.default_sni, self.fallback_sni):
+    def certificate(self, server_name: str, local_ip: str = "") -> Certificate | None:
+        """With no server name: `default_sni`, else the address the client connected to
+        (as certmagic does, so an IP site's certificate serves clients that send no name)."""
+        for name in (server_name or self.default_sni, "" if server_name else local_ip, self.fallback_sni):
             if not name:
                 continue
             found = self.by_name.get(name) or self.by_name.get("*." + name.split(".", 1)[-1])
@@ -150,14 +155,25 @@ class ServerTls:
     def __init__(self, policies: tuple[Any, ...], certificates: list[Certificate], path: str) -> None:
         self.policies = [_Policy(p, certificates, f"{path}.tls_connection_policies[{i}]")
                          for i, p in enumerate(policies)]
-        self.context = settings_context(policies[0])
-        self.context.sni_callback = self._server_name
+        self.first = policies[0]
+        self.contexts: dict[str, ssl.SSLContext] = {}  # local address -> the context handshakes start with
 
-    def _server_name(self, sslobj: Any, server_name: str | None, _context: ssl.SSLContext) -> int | None:
+    def context(self, local_ip: str) -> ssl.SSLContext:
+        """The context a connection to `local_ip` starts its handshake with (one per local
+        address: what the server name callback falls back on when the client sends none)."""
+        context = self.contexts.get(local_ip)
+        if context is None:
+            context = settings_context(self.first)
+            context.sni_callback = lambda sslobj, name, _ctx: self._server_name(sslobj, name, local_ip)
+            if len(self.contexts) < MAX_LOCAL_ADDRESSES:
+                self.contexts[local_ip] = context
+        return context
+
+    def _server_name(self, sslobj: Any, server_name: str | None, local_ip: str) -> int | None:
         name = (server_name or "").lower()
         for policy in self.policies:
             if policy.matches(name):
-                cert = policy.certificate(name)
+                cert = policy.certificate(name, local_ip)
                 if cert is None:
                     break
                 sslobj.context = policy.context(cert)
@@ -174,8 +190,8 @@ class TlsAccept(asyncio.Protocol):
     come before the handshake takes the transport over (the ClientHello) are kept here and
     handed to it then."""
 
-    def __init__(self, context: ssl.SSLContext, make: Callable[[], asyncio.Protocol], timeout: float) -> None:
-        self.context = context
+    def __init__(self, tls: ServerTls, make: Callable[[], asyncio.Protocol], timeout: float) -> None:
+        self.tls = tls
         self.make = make
         self.timeout = timeout
         self.task: asyncio.Task[None] | None = None
@@ -183,7 +199,9 @@ class TlsAccept(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport.pause_reading()  # type: ignore[attr-defined]  # asyncio honours it; uvloop does not
-        self.task = asyncio.get_running_loop().create_task(self._handshake(transport))
+        local = transport.get_extra_info("sockname")
+        context = self.tls.context(str(local[0]) if isinstance(local, tuple) else "")
+        self.task = asyncio.get_running_loop().create_task(self._handshake(transport, context))
 
     def data_received(self, data: bytes) -> None:
         self.early += data
@@ -192,11 +210,11 @@ class TlsAccept(asyncio.Protocol):
             if self.task is not None:
                 self.task.cancel()
 
-    async def _handshake(self, transport: Any) -> None:
+    async def _handshake(self, transport: Any, context: ssl.SSLContext) -> None:
         loop = asyncio.get_running_loop()
         protocol = self.make()
         handoff = _Handoff()
-        starting = loop.create_task(loop.start_tls(transport, handoff, self.context, server_side=True,
+        starting = loop.create_task(loop.start_tls(transport, handoff, context, server_side=True,
                                                    ssl_handshake_timeout=self.timeout))
         try:
             await asyncio.sleep(0)  # `starting` takes the transport over

@@ -5,6 +5,7 @@ certificates made here by a test CA."""
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import json
 import shutil
 import socket
@@ -226,3 +227,25 @@ def test_large_files_go_through_the_tls_layer_intact(serve: Any, ca: Authority, 
                 while chunk := tls.recv(1 << 20):
                     received += chunk
     assert received.partition(b"\r\n\r\n")[2] == data
+
+
+def test_a_client_that_sends_no_name_gets_the_certificate_of_the_address_it_reached(serve: Any, ca: Authority) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(ca.name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(NOW - datetime.timedelta(days=1))
+            .not_valid_after(NOW + datetime.timedelta(days=7))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(ca.key, hashes.SHA256()))
+    tree = {"apps": {
+        "http": {"servers": {"srv0": {"listen": ["127.0.0.1:0"], "routes": [{"handle": [
+            {"handler": "static_response", "body": "by address"}]}], "tls_connection_policies": [{}]}}},
+        "tls": {"certificates": {"load_pem": [{
+            "certificate": cert.public_bytes(serialization.Encoding.PEM).decode(),
+            "key": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption()).decode()}]}}}}
+    with serve(tree, loop="uvloop") as server:
+        body, peer = fetch(server.port(), None, ca.client(check_hostname=False))  # an IP: no server name is sent
+        assert body == "by address"
+        assert peer.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
