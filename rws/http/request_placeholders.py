@@ -138,6 +138,37 @@ def _query_key(request: Request, key: str) -> tuple[Any, bool]:
     return ",".join(query_values(request.query)[0].get(key, ())), True
 
 
+# --- TLS ---------------------------------------------------------------------------------------------
+
+_TLS_VERSIONS = {"TLSv1.3": "tls1.3", "TLSv1.2": "tls1.2", "TLSv1.1": "tls1.1", "TLSv1": "tls1.0"}
+
+
+@prefix_provider("http.request.tls.")
+def _tls(request: Request, key: str) -> tuple[Any, bool]:
+    """`{http.request.tls.version}`, `.cipher_suite` (Go's names), `.resumed`, `.proto`,
+    `.proto_mutual`, `.server_name`: the connection's TLS state; unset without TLS."""
+    tls = request.tls
+    if tls is None or not hasattr(tls, "cipher"):
+        return None, False
+    if key == "version":
+        version = tls.version() or ""
+        return _TLS_VERSIONS.get(version, version.lower()), True
+    if key == "cipher_suite":
+        from rws.net.tls import go_cipher_name
+
+        cipher = tls.cipher()
+        return go_cipher_name(cipher[0]) if cipher else "", True
+    if key == "resumed":
+        return bool(tls.session_reused), True
+    if key == "proto":
+        return tls.selected_alpn_protocol() or "", True
+    if key == "proto_mutual":
+        return True, True  # Go has always reported the negotiated protocol as mutual
+    if key == "server_name":
+        return getattr(tls, "rws_server_name", ""), True
+    return None, False
+
+
 # --- the request before rewrites -----------------------------------------------------------------
 
 provider("http.request.orig_method")(lambda r: r.orig_method)

@@ -99,6 +99,7 @@ class HttpServer:
         else:
             request.vars["client_ip"] = request.remote_ip
         conn.exchange = request
+        request.tls = conn.tls
         request.informational = conn.send_informational
         metrics = self.metrics
         if metrics:

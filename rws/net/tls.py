@@ -50,6 +50,7 @@ _OPENSSL_CIPHERS = {
     "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
     "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
 }
+_GO_CIPHERS = {openssl: go for go, openssl in _OPENSSL_CIPHERS.items()}
 _ALPN = ("http/1.1",)  # HTTP/2 is not served yet: offering h2 would break clients that pick it
 
 
@@ -119,6 +120,11 @@ def load_certificate(context: ssl.SSLContext, cert: Certificate) -> None:
         context.load_cert_chain(chain, key)
 
 
+def go_cipher_name(openssl_name: str) -> str:
+    """A cipher suite as Go names it (TLS 1.3 suites have one name everywhere)."""
+    return _GO_CIPHERS.get(openssl_name, openssl_name)
+
+
 def settings_context(config: Any) -> ssl.SSLContext:
     """A server context with a policy's versions, cipher suites and ALPN (no certificate)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -171,6 +177,7 @@ class ServerTls:
 
     def _server_name(self, sslobj: Any, server_name: str | None, local_ip: str) -> int | None:
         name = (server_name or "").lower()
+        sslobj.rws_server_name = name  # for {http.request.tls.server_name}
         for policy in self.policies:
             if policy.matches(name):
                 cert = policy.certificate(name, local_ip)

@@ -52,6 +52,7 @@ class HttpConnection(asyncio.Protocol):
         self.core = Http1Core(backend, self, max_header_bytes)
         self.scheme = scheme
         self.half_close = True if scheme == "http" else None  # TLS transports can't keep writing after EOF
+        self.tls: Any = None  # the TLS layer's SSLObject, once connected over TLS
         self.timeouts = timeouts or Timeouts()
         self.on_close = on_close
         self.loop = asyncio.get_running_loop()
@@ -83,6 +84,8 @@ class HttpConnection(asyncio.Protocol):
             self.remote = (str(peer[0]), int(peer[1]))
         if isinstance(sock, tuple):
             self.local = (str(sock[0]), int(sock[1]))
+        if self.scheme == "https":
+            self.tls = transport.get_extra_info("ssl_object")
         self.deadlines.watch(self)
         self._arm(self.timeouts.idle)
 

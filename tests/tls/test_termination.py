@@ -249,3 +249,22 @@ def test_a_client_that_sends_no_name_gets_the_certificate_of_the_address_it_reac
         assert body == "by address"
         assert peer.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
             x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_tls_placeholders(serve: Any, ca: Authority, loop: str) -> None:
+    crt, key = ca.leaf("a", "a.test")
+    placeholders = ("{http.request.tls.version}|{http.request.tls.cipher_suite}|{http.request.tls.server_name}|"
+                    "{http.request.tls.proto}|{http.request.tls.resumed}|{http.request.tls.proto_mutual}")
+    with serve(f"a.test {{\n\ttls {crt} {key}\n\trespond \"{placeholders}\"\n}}\n", loop=loop) as server:
+        body, _ = fetch(server.port(), "a.test", ca.client())
+        assert body == "tls1.3|TLS_AES_256_GCM_SHA384|a.test||false|true"  # no ALPN offered: no protocol
+        tls12 = ca.client(maximum_version=ssl.TLSVersion.TLSv1_2)
+        tls12.set_alpn_protocols(["h2", "http/1.1"])
+        body, _ = fetch(server.port(), "a.test", tls12)
+        assert body == "tls1.2|TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384|a.test|http/1.1|false|true"
+    with serve("http://127.0.0.1 {\n\trespond \"[{http.request.tls.version}]\"\n}\n") as server:
+        import httpx
+
+        # unset without TLS: `respond` keeps a placeholder it does not know, as Caddy's ReplaceKnown
+        assert httpx.get(server.url()).text == "[{http.request.tls.version}]"
