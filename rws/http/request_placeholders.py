@@ -166,6 +166,50 @@ def _tls(request: Request, key: str) -> tuple[Any, bool]:
         return True, True  # Go has always reported the negotiated protocol as mutual
     if key == "server_name":
         return getattr(tls, "rws_server_name", ""), True
+    if key.startswith("client."):
+        return _client_certificate(tls, key[len("client."):])
+    return None, False
+
+
+def _client_certificate(tls: Any, key: str) -> tuple[Any, bool]:
+    """`{http.request.tls.client.*}`: the verified client certificate's fields."""
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    der = tls.getpeercert(binary_form=True)
+    if not der:
+        return None, False
+    cert = x509.load_der_x509_certificate(der)
+    public = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    simple: dict[str, Any] = {
+        "fingerprint": lambda: hashlib.sha256(der).hexdigest(),
+        "public_key": lambda: public.hex(),
+        "public_key_sha256": lambda: hashlib.sha256(public).hexdigest(),
+        "issuer": lambda: cert.issuer.rfc4514_string(),
+        "subject": lambda: cert.subject.rfc4514_string(),
+        "serial": lambda: str(cert.serial_number),
+        "certificate_pem": lambda: cert.public_bytes(serialization.Encoding.PEM).decode(),
+        "certificate_der_base64": lambda: base64.b64encode(der).decode(),
+    }
+    if key in simple:
+        return simple[key](), True
+    if key.startswith("san."):
+        name, _, index = key[4:].partition(".")
+        kinds: dict[str, Any] = {"dns_names": x509.DNSName, "emails": x509.RFC822Name, "ips": x509.IPAddress,
+                                 "uris": x509.UniformResourceIdentifier}
+        if name not in kinds:
+            return None, False
+        try:
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            values = [str(v) for v in san.get_values_for_type(kinds[name])]
+        except x509.ExtensionNotFound:
+            values = []
+        if not index:
+            return values, True
+        number = _go_atoi(index)
+        return (values[number], True) if number is not None and 0 <= number < len(values) else (None, False)
     return None, False
 
 

@@ -11,7 +11,8 @@ certificate covers ends the handshake (the connection closes: the alert OpenSSL 
 dropped by the event loop's TLS layer). Each policy's settings
 (versions, TLS 1.2 cipher suites, ALPN) make one `ssl.SSLContext` per certificate, built
 on first use. Versions and cipher suites are settled by OpenSSL before the server name is
-seen, so the first policy's apply to every handshake of the server.
+seen, so the first policy's apply to every handshake of the server; so does its client
+authentication (`verify_if_given`, `require_and_verify`).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class _Policy:
         for name in matchers:
             raise ConfigError(f"{path}.match.{name}", f"handshake matcher {name!r} is not supported yet")
         if config.client_authentication is not None:
-            raise ConfigError(f"{path}.client_authentication", "client authentication is not supported yet")
+            client_verification(config.client_authentication, f"{path}.client_authentication")  # checked here
         if config.drop:
             raise ConfigError(f"{path}.drop", "dropping connections by policy is not supported yet")
         self.sni: tuple[str, ...] | None = tuple(n.lower() for n in sni.config) if sni is not None else None
@@ -125,9 +126,49 @@ def go_cipher_name(openssl_name: str) -> str:
     return _GO_CIPHERS.get(openssl_name, openssl_name)
 
 
+def client_verification(config: Any, path: str) -> tuple[ssl.VerifyMode, str]:
+    """`client_authentication` as OpenSSL takes it: the verify mode and the trusted CAs
+    (PEM). Caddy's modes `verify_if_given` and `require_and_verify` (the default when CAs
+    are given); `request` and `require` ask for a certificate without verifying it, which
+    Python's ssl can't do, so they fail the config, as does leaf pinning."""
+    import base64
+
+    from rws.tls.certificates import read_file
+
+    if config.trusted_leaf_certs:
+        raise ConfigError(f"{path}.trusted_leaf_certs", "trusting client certificates one by one is not supported yet")
+    ders = [base64.b64decode(text) for text in config.trusted_ca_certs]
+    pems = [read_file(name, f"{path}.trusted_ca_certs_pem_files[{i}]").decode("ascii", "replace")
+            for i, name in enumerate(config.trusted_ca_certs_pem_files)]
+    source = config.ca
+    if source is not None:
+        if source.id.endswith(".inline"):
+            ders += [base64.b64decode(text) for text in source.config.trusted_ca_certs]
+        elif source.id.endswith(".file"):
+            pems += [read_file(name, f"{path}.ca.pem_files[{i}]").decode("ascii", "replace")
+                     for i, name in enumerate(source.config.pem_files)]
+        else:
+            raise ConfigError(f"{path}.ca", f"CA pool source {source.id!r} is not supported yet")
+    trusted = "".join(pems) + "".join(ssl.DER_cert_to_PEM_cert(der) for der in ders)
+    mode = config.mode or ("require_and_verify" if trusted else "require")
+    if mode in ("request", "require"):
+        raise ConfigError(f"{path}.mode", f"client authentication mode {mode!r} (a certificate without verifying it) "
+                                          "is not supported; use verify_if_given or require_and_verify with trusted CAs")
+    if not trusted:
+        raise ConfigError(path, f"mode {mode!r} needs trusted CA certificates")
+    return (ssl.CERT_REQUIRED if mode == "require_and_verify" else ssl.CERT_OPTIONAL), trusted
+
+
 def settings_context(config: Any) -> ssl.SSLContext:
-    """A server context with a policy's versions, cipher suites and ALPN (no certificate)."""
+    """A server context with a policy's versions, cipher suites, ALPN and client
+    authentication (no certificate)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if config.client_authentication is not None:
+        context.verify_mode, trusted = client_verification(config.client_authentication, "")
+        try:
+            context.load_verify_locations(cadata=trusted)
+        except ssl.SSLError as exc:
+            raise ConfigError("client_authentication", f"trusted CA certificates: {exc}") from None
     context.minimum_version = _VERSIONS[config.protocol_min or "tls1.2"]
     context.maximum_version = _VERSIONS[config.protocol_max or "tls1.3"]
     if config.cipher_suites:
@@ -163,6 +204,7 @@ class ServerTls:
                          for i, p in enumerate(policies)]
         self.first = policies[0]
         self.contexts: dict[str, ssl.SSLContext] = {}  # local address -> the context handshakes start with
+        settings_context(self.first)  # its errors (trusted CAs that don't load) fail the config now
 
     def context(self, local_ip: str) -> ssl.SSLContext:
         """The context a connection to `local_ip` starts its handshake with (one per local

@@ -81,8 +81,8 @@ def load_certificates(certificates: dict[str, Any] | None) -> list[Certificate]:
         if name == "load_files":
             for i, pair in enumerate(loader.config):
                 where = f"{path}[{i}]"
-                loaded.append(load_pair(_read(pair.certificate, f"{where}.certificate"),
-                                        _read(pair.key, f"{where}.key"), pair.tags, where, pair.certificate))
+                loaded.append(load_pair(read_file(pair.certificate, f"{where}.certificate"),
+                                        read_file(pair.key, f"{where}.key"), pair.tags, where, pair.certificate))
         elif name == "load_pem":
             for i, pair in enumerate(loader.config):
                 where = f"{path}[{i}]"
@@ -91,7 +91,7 @@ def load_certificates(certificates: dict[str, Any] | None) -> list[Certificate]:
     return loaded
 
 
-def _read(path: str, where: str) -> bytes:
+def read_file(path: str, where: str) -> bytes:
     try:
         with open(path, "rb") as fh:
             return fh.read()

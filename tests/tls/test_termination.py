@@ -268,3 +268,52 @@ def test_tls_placeholders(serve: Any, ca: Authority, loop: str) -> None:
 
         # unset without TLS: `respond` keeps a placeholder it does not know, as Caddy's ReplaceKnown
         assert httpx.get(server.url()).text == "[{http.request.tls.version}]"
+
+
+def _client_context(ca: Authority, *leaf: Path) -> ssl.SSLContext:
+    context = ca.client()
+    if leaf:
+        context.load_cert_chain(str(leaf[0]), str(leaf[1]))
+    return context
+
+
+def _refused(port: int, context: ssl.SSLContext) -> bool:
+    """Whether the server refuses the client: in the handshake, or (TLS 1.3, where the
+    client's certificate is judged after the client's side is done) with no answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        try:
+            with context.wrap_socket(raw, server_hostname="a.test") as tls:
+                tls.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+                return tls.recv(1) == b""
+        except (ssl.SSLError, ConnectionError):
+            return True
+
+
+@pytest.mark.parametrize("mode", ["require_and_verify", "verify_if_given"])
+def test_client_certificates_mtls(serve: Any, ca: Authority, tmp_path: Path, mode: str) -> None:
+    crt, key = ca.leaf("a", "a.test")
+    good = ca.leaf("client", "client.test", organization="Clients")
+    (tmp_path / "other").mkdir()
+    other = Authority(tmp_path / "other")
+    bad = other.leaf("stranger", "client.test")
+    body = "[{http.request.tls.client.subject}|{http.request.tls.client.san.dns_names}]"
+    site = (f"a.test {{\n\ttls {crt} {key} {{\n\t\tclient_auth {{\n\t\t\tmode {mode}\n"
+            f"\t\t\ttrusted_ca_cert_file {ca.pem}\n\t\t}}\n\t}}\n\trespond \"{body}\"\n}}\n")
+    with serve(site, loop="uvloop") as server:
+        port = server.port()
+        assert fetch(port, "a.test", _client_context(ca, *good))[0] == "[O=Clients|[client.test]]"  # a list as Go prints it
+        assert _refused(port, _client_context(ca, *bad))  # a certificate of another CA
+        if mode == "require_and_verify":
+            assert _refused(port, _client_context(ca))  # no certificate
+        else:  # no certificate at all is fine, and its placeholders are unset
+            assert fetch(port, "a.test", _client_context(ca))[0] == body
+
+
+def test_client_authentication_that_python_cant_do_fails_the_config(ca: Authority) -> None:
+    crt, key = ca.leaf("a", "a.test")
+    for mode in ("request", "require"):
+        tree = {"apps": {"http": {"servers": {"srv0": {"listen": ["127.0.0.1:0"], "tls_connection_policies": [
+            {"client_authentication": {"mode": mode}}]}}},
+            "tls": {"certificates": {"load_files": [{"certificate": str(crt), "key": str(key)}]}}}}
+        message = _load(tree)
+        assert "client_authentication.mode" in message and "not supported" in message
