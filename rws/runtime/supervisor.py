@@ -20,6 +20,7 @@ health checks run once, here), and has `Workers` do the serving:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -90,7 +91,7 @@ class WorkerProcess:
                 elif "id" not in message:
                     self.on_notice(self, message)
         except ChannelClosed:
-            pass
+            return  # the worker is gone: no more replies (the block below ends what waits)
         finally:
             self.gone.set()
             for future in self.pending.values():
@@ -115,11 +116,9 @@ class WorkerProcess:
     async def tell(self, op: str, **fields: Any) -> None:
         """Send without waiting for an answer (given up after a while: a worker that
         stops reading does not pile up messages here)."""
-        try:
+        with contextlib.suppress(ChannelClosed, TimeoutError):
             async with asyncio.timeout(VIEW_TIMEOUT):
                 await self.channel.send({"op": op, **fields})
-        except (ChannelClosed, TimeoutError):
-            pass
 
     async def wait_exit(self, timeout: float | None) -> None:
         """Until the process has exited; killed when `timeout` runs out first."""
@@ -132,10 +131,8 @@ class WorkerProcess:
 
     def kill(self) -> None:
         if self.proc.returncode is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
                 self.proc.kill()
-            except ProcessLookupError:
-                pass
 
 
 class Workers:
@@ -238,13 +235,8 @@ class Workers:
         return gen
 
     async def _all(self, op: str, targets: list[WorkerProcess], **fields: Any) -> None:
-        async def one(worker: WorkerProcess) -> None:
-            try:
-                await worker.request(op, **fields)
-            except (ChannelClosed, TimeoutError):
-                pass
-
-        await asyncio.gather(*(one(w) for w in targets))
+        """Ask every target and wait for all (a worker that is gone has nothing to do)."""
+        await asyncio.gather(*(self._ask_one(w, op, REPLY_TIMEOUT, **fields) for w in targets))
 
     # --- processes ---------------------------------------------------------------------
 
@@ -356,14 +348,14 @@ class Workers:
     async def ask(self, op: str) -> list[dict[str, Any]]:
         """Every live worker's answer to `op` (those that fail to answer are left out)."""
         workers = list(self.live.values())
-        answers = await asyncio.gather(*(self._ask_one(w, op) for w in workers))
+        answers = await asyncio.gather(*(self._ask_one(w, op, VIEW_TIMEOUT) for w in workers))
         return [a for a in answers if a is not None]
 
     async def metric_snapshots(self) -> list[list[dict[str, Any]]]:
         """Every worker's metrics: fresh where it answers, else its latest; plus the
         counters of workers that exited, so that merged counters never go down."""
         workers = list(self.live.values())
-        answers = await asyncio.gather(*(self._ask_one(w, "metrics") for w in workers))
+        answers = await asyncio.gather(*(self._ask_one(w, "metrics", VIEW_TIMEOUT) for w in workers))
         for worker, answer in zip(workers, answers, strict=True):
             if answer is not None and worker in self.everyone:
                 self.metrics[worker] = answer["metrics"]
@@ -376,9 +368,10 @@ class Workers:
         if last is not None:
             self.departed = snapshot(merge([self.departed, counters(last)]))
 
-    async def _ask_one(self, worker: WorkerProcess, op: str) -> dict[str, Any] | None:
+    async def _ask_one(self, worker: WorkerProcess, op: str, timeout: float, **fields: Any) -> dict[str, Any] | None:
+        """The worker's answer, or None when it failed, is gone or did not answer in time."""
         try:
-            reply = await worker.request(op, timeout=VIEW_TIMEOUT)
+            reply = await worker.request(op, timeout=timeout, **fields)
         except (ChannelClosed, TimeoutError):
             return None
         return reply if reply.get("ok") else None
@@ -397,6 +390,6 @@ def _exit_text(code: int | None) -> str:
     if code is not None and code < 0:
         try:
             return signal.Signals(-code).name
-        except ValueError:
-            pass
+        except ValueError:  # a signal number Python has no name for
+            return str(code)
     return str(code)

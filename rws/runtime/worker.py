@@ -25,6 +25,7 @@ also sends it SIGTERM when the supervisor dies. SIGINT and SIGHUP are the superv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import os
@@ -56,10 +57,8 @@ def main(control_fd: int, parent: int) -> int:
 
 def _die_with_parent(parent: int) -> None:
     if sys.platform.startswith("linux"):
-        try:
+        with contextlib.suppress(OSError, AttributeError):  # without it, the channel's end still ends the worker
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        except (OSError, AttributeError):
-            pass
     if os.getppid() != parent:  # the supervisor died before the line above
         sys.exit(1)
 
@@ -101,10 +100,7 @@ class Worker:
                 break
             reply = await self.handle(message, fds)
             if reply is not None:
-                try:
-                    await channel.send({"id": message.get("id"), **reply})
-                except ChannelClosed:
-                    pass
+                await self._send({"id": message.get("id"), **reply})
             if message.get("op") == "stop":  # answered at once; now stop taking connections and drain
                 self.runtime.pool.stop_accepting()
                 await self.runtime.stop(message.get("grace"))
@@ -117,16 +113,15 @@ class Worker:
         every worker is done with it."""
         gen = self.ids.pop(generation, None)
         if gen is not None and self.channel is not None:
-            task = asyncio.get_running_loop().create_task(self._notify({"op": "retired", "gen": gen}))
+            task = asyncio.get_running_loop().create_task(self._send({"op": "retired", "gen": gen}))
             self.notices.add(task)
             task.add_done_callback(self.notices.discard)
 
-    async def _notify(self, message: dict[str, Any]) -> None:
+    async def _send(self, message: dict[str, Any]) -> None:
+        """To the supervisor; nothing to do when it is gone (the loop above ends then)."""
         assert self.channel is not None
-        try:
+        with contextlib.suppress(ChannelClosed):
             await self.channel.send(message)
-        except ChannelClosed:
-            pass
 
     async def handle(self, message: dict[str, Any], fds: list[int]) -> dict[str, Any] | None:
         op = message.get("op")

@@ -3,6 +3,7 @@ records (stderr) collected, stopped by PID; and checks on processes by PID."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -29,10 +30,8 @@ class Process:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
             self.lines.append(line)
-            try:
+            with contextlib.suppress(ValueError):  # not every stderr line is a JSON record
                 self.records.append(json.loads(line))
-            except ValueError:
-                pass
 
     def wait_for(self, msg: str, count: int = 1, timeout: float = 30) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -91,7 +90,5 @@ def wait_gone(pids: list[int], timeout: float = 30) -> None:
 
 
 def kill(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # already gone
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

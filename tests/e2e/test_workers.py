@@ -162,7 +162,7 @@ def finish_post(sock: socket.socket) -> bytes:
             if not part:
                 break
             data += part
-    except OSError:
+    except OSError:  # a reset ends the answer as well as a close: the caller judges what came
         pass
     sock.close()
     return data
@@ -422,8 +422,8 @@ class HealthBackend:
                 self.end_headers()
                 self.wfile.write(b"ok")
 
-            def log_message(self, *args: Any) -> None:
-                pass
+            def log_message(self, *args: Any) -> None:  # quiet: no line per request on stderr
+                return
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]

@@ -62,6 +62,16 @@ def health(checks: HealthChecksConfig, *upstreams: Upstream,
     return made
 
 
+def check_once(checks: HealthChecksConfig, u: Upstream) -> bool:
+    """One round of active checks on `u`; its health after it."""
+    async def go() -> bool:
+        h = health(checks, u)
+        await h.active.check_all()  # type: ignore[union-attr]
+        return u.healthy()
+
+    return bool(run(go()))
+
+
 async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -301,12 +311,7 @@ def test_expect_status(backend: Backend, status: int, expect: int, healthy: bool
     backend.respond = answer(status, headers=[("Location", "/elsewhere")] if status == 302 else None)
     u = upstream(backend.address)
 
-    async def go() -> bool:
-        h = health(active(expect_status=expect), u)
-        await h.active.check_all()  # type: ignore[union-attr]
-        return u.healthy()
-
-    assert run(go()) is healthy
+    assert check_once(active(expect_status=expect), u) is healthy
 
 
 @pytest.mark.parametrize("body,pattern,max_size,healthy", [
@@ -321,12 +326,7 @@ def test_expect_body(backend: Backend, body: bytes, pattern: str, max_size: int,
     backend.respond = answer(200, body)
     u = upstream(backend.address)
 
-    async def go() -> bool:
-        h = health(active(expect_body=pattern, max_size=max_size), u)
-        await h.active.check_all()  # type: ignore[union-attr]
-        return u.healthy()
-
-    assert run(go()) is healthy
+    assert check_once(active(expect_body=pattern, max_size=max_size), u) is healthy
 
 
 @pytest.mark.parametrize("framing", ["chunked", "close"])
@@ -341,12 +341,7 @@ def test_expect_body_reads_chunked_and_close_delimited_bodies(backend: Backend, 
     backend.respond = respond
     u = upstream(backend.address)
 
-    async def go() -> bool:
-        h = health(active(expect_body="^healthy$", fails=1), u)
-        await h.active.check_all()  # type: ignore[union-attr]
-        return u.healthy()
-
-    assert run(go()) is True
+    assert check_once(active(expect_body="^healthy$", fails=1), u) is True
 
 
 def test_a_body_shorter_than_its_content_length_fails(backend: Backend) -> None:
@@ -357,12 +352,7 @@ def test_a_body_shorter_than_its_content_length_fails(backend: Backend) -> None:
     backend.respond = respond
     u = upstream(backend.address)
 
-    async def go() -> bool:
-        h = health(active(expect_body="OK"), u)
-        await h.active.check_all()  # type: ignore[union-attr]
-        return u.healthy()
-
-    assert run(go()) is False
+    assert check_once(active(expect_body="OK"), u) is False
 
 
 def test_a_malformed_response_fails(backend: Backend) -> None:
@@ -373,12 +363,7 @@ def test_a_malformed_response_fails(backend: Backend) -> None:
     backend.respond = respond
     u = upstream(backend.address)
 
-    async def go() -> bool:
-        h = health(active(), u)
-        await h.active.check_all()  # type: ignore[union-attr]
-        return u.healthy()
-
-    assert run(go()) is False
+    assert check_once(active(), u) is False
 
 
 def test_informational_responses_are_skipped(backend: Backend) -> None:
@@ -386,12 +371,7 @@ def test_informational_responses_are_skipped(backend: Backend) -> None:
                                                  b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
     u = upstream(backend.address)
 
-    async def go() -> bool:
-        h = health(active(expect_body="^OK$"), u)
-        await h.active.check_all()  # type: ignore[union-attr]
-        return u.healthy()
-
-    assert run(go()) is True
+    assert check_once(active(expect_body="^OK$"), u) is True
 
 
 def test_redirects_are_not_followed_unless_asked(backend: Backend) -> None:
@@ -420,12 +400,7 @@ def test_endless_redirects_fail(backend: Backend) -> None:
     backend.respond = answer(307, headers=[("Location", "/health")])
     u = upstream(backend.address)
 
-    async def go() -> bool:
-        h = health(active(follow_redirects=True), u)
-        await h.active.check_all()  # type: ignore[union-attr]
-        return u.healthy()
-
-    assert run(go()) is False
+    assert check_once(active(follow_redirects=True), u) is False
     assert len(backend.requests) == 11
 
 
@@ -480,12 +455,7 @@ def test_a_port_override_checks_the_same_host_on_another_port(backend: Backend) 
     try:
         u = upstream(main.address)
 
-        async def go() -> bool:
-            h = health(config(active={"port": backend.port}), u)  # a port alone enables the checks
-            await h.active.check_all()  # type: ignore[union-attr]
-            return u.healthy()
-
-        assert run(go()) is True
+        assert check_once(config(active={"port": backend.port}), u) is True  # a port alone enables the checks
         assert main.requests == []
         assert [(ex.target, ex.header("Host")) for ex in backend.requests] == [("/", f"127.0.0.1:{backend.port}")]
     finally:
@@ -495,24 +465,14 @@ def test_a_port_override_checks_the_same_host_on_another_port(backend: Backend) 
 def test_an_upstream_override_checks_another_address(backend: Backend) -> None:
     u = upstream(f"127.0.0.1:{closed_port()}")
 
-    async def go() -> bool:
-        h = health(active(upstream=backend.address, port=1), u)  # the port is ignored with an upstream
-        await h.active.check_all()  # type: ignore[union-attr]
-        return u.healthy()
-
-    assert run(go()) is True
+    assert check_once(active(upstream=backend.address, port=1), u) is True  # the port is ignored with an upstream
     assert backend.requests[0].header("Host") == backend.address
 
 
 def test_a_closed_port_is_down() -> None:
     u = upstream(f"127.0.0.1:{closed_port()}")
 
-    async def go() -> bool:
-        h = health(active(), u)
-        await h.active.check_all()  # type: ignore[union-attr]
-        return u.healthy()
-
-    assert run(go()) is False
+    assert check_once(active(), u) is False
 
 
 def test_a_backend_slower_than_the_timeout_is_down(backend: Backend) -> None:

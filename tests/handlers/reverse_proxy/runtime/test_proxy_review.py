@@ -114,6 +114,21 @@ def _pending(sock: socket.socket, wait: float = 0.2) -> bytes:
     return out
 
 
+def _get_until_quiet(port: int) -> tuple[bytes, bool]:
+    """`GET /` on a new connection: what came until the server closed it (True) or went
+    quiet for 0.6 s (False)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        sock.settimeout(0.6)
+        raw = b""
+        try:
+            while data := sock.recv(65536):
+                raw += data
+        except TimeoutError:
+            return raw, False
+    return raw, True
+
+
 def _split_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
     head, _, body = raw.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
@@ -576,16 +591,7 @@ def test_response_buffers_do_not_hide_a_truncated_upstream_body(serve, raw_upstr
         sock.shutdown(socket.SHUT_RDWR)
     upstream = raw_upstream(script)
     with serve(proxy_config(upstream.address, response_buffers=1 << 20)) as server:
-        with socket.create_connection(("127.0.0.1", server.port()), timeout=5) as sock:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-            sock.settimeout(0.6)
-            raw, closed = b"", False
-            try:
-                while data := sock.recv(65536):
-                    raw += data
-                closed = True
-            except TimeoutError:
-                pass
+        raw, closed = _get_until_quiet(server.port())
     status, headers, body = _split_response(raw)
     # a 502, or a visibly truncated response (the connection closed short of its length)
     assert status == 502 or (closed and len(body) < int(headers["content-length"]))
@@ -612,16 +618,7 @@ def test_a_failure_while_buffering_the_response_is_a_gateway_error(serve, raw_up
 def test_a_content_length_the_body_does_not_match_never_reaches_the_client(serve, backend):
     backend.respond = lambda ex: ex.reply(200, b"0123456789")
     with serve(proxy_config(backend.address, rewrite={"method": "HEAD"})) as server:
-        with socket.create_connection(("127.0.0.1", server.port()), timeout=5) as sock:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-            sock.settimeout(0.6)
-            raw, closed = b"", False
-            try:
-                while data := sock.recv(65536):
-                    raw += data
-                closed = True
-            except TimeoutError:
-                pass
+        raw, closed = _get_until_quiet(server.port())
     _, headers, body = _split_response(raw)
     assert backend.requests[0].method == "HEAD"
     assert headers.get("content-length") in (None, str(len(body))) or closed
