@@ -10,6 +10,23 @@ from typing import Callable
 Responder = Callable[["Exchange"], None]
 
 
+def accept_forever(listener: socket.socket, handle: Callable[[socket.socket], None],
+                   accepted: Callable[[socket.socket], None] | None = None) -> None:
+    """Accept on `listener` in a thread of its own until it is closed: `accepted(sock)`
+    there, then `handle(sock)` in a thread per connection."""
+    def loop() -> None:
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except OSError:
+                return
+            if accepted is not None:
+                accepted(sock)
+            threading.Thread(target=handle, args=(sock,), daemon=True).start()
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
 class Exchange:
     """One request as a backend received it, and the socket to answer on."""
 
@@ -51,18 +68,12 @@ class Backend:
         self.open: set[socket.socket] = set()
         self.lock = threading.Lock()
         self.stopped = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        accept_forever(self.listener, lambda sock: self._serve(sock), self._accepted)  # tests replace _serve
 
-    def _accept(self) -> None:
-        while not self.stopped:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-                self.open.add(sock)
-            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+    def _accepted(self, sock: socket.socket) -> None:
+        with self.lock:
+            self.connections += 1
+            self.open.add(sock)
 
     def _serve(self, sock: socket.socket) -> None:
         buffered = b""

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from backends import Backend, Exchange, closed_port
+from backends import Backend, Exchange, accept_forever, closed_port
 from test_proxy import proxy_config
 
 
@@ -56,15 +56,7 @@ class TlsBackend:
         self.port = self.listener.getsockname()[1]
         self.sni: list[str | None] = []
         context.sni_callback = lambda sock, name, ctx: self.sni.append(name)  # type: ignore[assignment, func-returns-value]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                raw, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(raw,), daemon=True).start()
+        accept_forever(self.listener, self._one)
 
     def _one(self, raw: socket.socket) -> None:
         try:

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from backends import Backend, Exchange
+from backends import Backend, Exchange, accept_forever
 from test_proxy import proxy_config
 
 # --- helpers -------------------------------------------------------------------------------
@@ -148,17 +148,11 @@ class RawUpstream:
         self.eofs = 0
         self.heads: list[bytes] = []
         self.socks: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        accept_forever(self.listener, self._serve, self._accepted)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            self.socks.append(sock)
-            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+    def _accepted(self, sock: socket.socket) -> None:
+        self.connections += 1
+        self.socks.append(sock)
 
     def _serve(self, sock: socket.socket) -> None:
         buf = b""
