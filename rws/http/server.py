@@ -22,6 +22,7 @@ from rws.protocols.flow import BodyStream
 from rws.protocols.events import RequestReceived
 from rws.protocols.http1 import default_backend
 from rws.tls.certificates import Certificate
+from rws.tls.challenges import HTTP_PREFIX, Challenges
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,10 @@ class HttpServer:
     """Built from a decoded server config; `connection()` makes the protocol for a socket."""
 
     def __init__(self, name: str, config: Any, ctx: BuildContext, *, metrics: bool = False,
-                 certificates: list[Certificate] | None = None, tls_policies: tuple[Any, ...] | None = None) -> None:
-        """`tls_policies`: the connection policies automatic HTTPS settled on (else the config's)."""
+                 certificates: list[Certificate] | None = None, tls_policies: tuple[Any, ...] | None = None,
+                 challenges: Challenges | None = None) -> None:
+        """`tls_policies`: the connection policies automatic HTTPS settled on (else the config's);
+        `challenges`: the ACME challenges to answer (before the routes, and in handshakes)."""
         self.name = name
         self.metrics = metrics or config.metrics is not None  # count requests per server
         self.config = config
@@ -57,7 +60,9 @@ class HttpServer:
         self.access_log: Any = _access_logger(config, ctx)
         self.connections: set[HttpConnection] = set()
         policies = tls_policies or config.tls_connection_policies
-        self.tls = ServerTls(policies, certificates or [], f"apps.http.servers.{name}") if policies else None
+        self.challenges = challenges
+        self.tls = (ServerTls(policies, certificates or [], f"apps.http.servers.{name}", challenges)
+                    if policies else None)
         self.idle: asyncio.Event | None = None
 
     def connection(self) -> asyncio.Protocol:
@@ -99,6 +104,11 @@ class HttpServer:
         else:
             request.vars["client_ip"] = request.remote_ip
         conn.exchange = request
+        if self.challenges is not None and request.raw_path.startswith(HTTP_PREFIX):
+            answer = self.challenges.http_answer(request.host, request.raw_path)
+            if answer is not None:
+                log.info("served ACME HTTP-01 challenge", extra={"identifier": request.host})
+                return Response(200, Headers([("Content-Type", "text/plain")]), answer)
         request.tls = conn.tls
         request.informational = conn.send_informational
         metrics = self.metrics

@@ -27,6 +27,7 @@ from typing import Any
 
 from rws.errors import ConfigError
 from rws.tls.certificates import Certificate
+from rws.tls.challenges import Challenges
 from rws.tls.names import match_wildcard
 
 log = logging.getLogger(__name__)
@@ -199,7 +200,9 @@ def _selected(selection: Any, cert: Certificate) -> bool:
 class ServerTls:
     """The TLS side of one HTTP server (see the module docstring)."""
 
-    def __init__(self, policies: tuple[Any, ...], certificates: list[Certificate], path: str) -> None:
+    def __init__(self, policies: tuple[Any, ...], certificates: list[Certificate], path: str,
+                 challenges: Challenges | None = None) -> None:
+        self.challenges = challenges
         self.policies = [_Policy(p, certificates, f"{path}.tls_connection_policies[{i}]")
                          for i, p in enumerate(policies)]
         self.first = policies[0]
@@ -220,6 +223,12 @@ class ServerTls:
     def _server_name(self, sslobj: Any, server_name: str | None, local_ip: str) -> int | None:
         name = (server_name or "").lower()
         sslobj.rws_server_name = name  # for {http.request.tls.server_name}
+        if self.challenges is not None:
+            challenge = self.challenges.tls_alpn_context(name)
+            if challenge is not None:
+                log.info("answering ACME TLS-ALPN-01 challenge", extra={"identifier": name})
+                sslobj.context = challenge
+                return None
         for policy in self.policies:
             if policy.matches(name):
                 cert = policy.certificate(name, local_ip)

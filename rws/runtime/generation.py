@@ -14,8 +14,9 @@ from rws.http.server import HttpServer
 from rws.net.listeners import Listener, ListenerPool, parse_listen
 from rws.observability.logs import build_logs
 from rws.tls.authority import authority_for
-from rws.tls.automatic import managed_certificates, plan, with_redirects
+from rws.tls.automatic import Wanted, managed_certificates, plan, stored_acme_certificates, with_redirects
 from rws.tls.certificates import Certificate, load_certificates
+from rws.tls.challenges import Challenges
 from rws.tls.storage import storage_for
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,9 @@ class Generation:
         self.shutdown_delay = 0.0
         apps = self.config.apps or {}
         http, tls, pki = apps.get("http"), apps.get("tls"), apps.get("pki")
-        self.managed: list[Certificate] = []  # certificates automatic HTTPS obtained
+        self.managed: list[Certificate] = []  # the local CA's certificates automatic HTTPS obtained
+        self.acme: list[Wanted] = []  # the names an ACME CA serves, with what storage holds
+        self.challenges: Challenges | None = None  # ACME challenges this config's servers answer
         try:
             self.logs = build_logs(self.config.logging, self.ctx)
             certificates = load_certificates(tls.config.certificates) if tls is not None else []
@@ -45,17 +48,22 @@ class Generation:
                 redirected = with_redirects(tree["apps"]["http"], app, automatic)
                 if redirected is not None:  # the servers as they run; `self.tree` stays the config as given
                     app = validate_tree({**tree, "apps": {**tree["apps"], "http": redirected}}).apps["http"].config
+                storage = storage_for(self.config.storage)
                 if automatic.internal:
-                    storage = storage_for(self.config.storage)
                     authority = authority_for(storage, pki.config if pki is not None else None)
                     assert authority is not None  # `local` always is
                     self.managed = managed_certificates(automatic.internal, storage, authority)
+                if automatic.acme:
+                    self.acme = stored_acme_certificates(automatic.acme, storage)
+                    certificates += [item.current for item in self.acme if item.current is not None]
+                    self.challenges = Challenges(storage)
                 self.grace_period = app.grace_period or None
                 self.shutdown_delay = app.shutdown_delay or 0.0
                 for name, server_config in (app.servers or {}).items():
                     self.servers[name] = HttpServer(name, server_config, self.ctx, metrics=app.metrics is not None,
                                                     certificates=certificates + self.managed,
-                                                    tls_policies=automatic.policies.get(name))
+                                                    tls_policies=automatic.policies.get(name),
+                                                    challenges=self.challenges)
         except BaseException:
             self._run_closers()
             raise

@@ -25,6 +25,7 @@ from rws.config.paths import autosave_path
 from rws.net.listeners import ListenerPool
 from rws.runtime.generation import Generation
 from rws.runtime.supervisor import Workers, wanted_workers
+from rws.tls.automatic import Obtainer, renewal_due
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Runtime:
         self.workers: Workers | None = Workers(self) if workers else None
         self.on_retired: Callable[[Generation], None] | None = None  # a generation finished draining
         self._maintenance: asyncio.Task[None] | None = None
+        self.obtainer: Obtainer | None = None  # where certificates are managed (see maintain_certificates)
 
     async def apply(self, tree: dict[str, Any], *, force: bool = False) -> bool:
         """Make `tree` the running config; False if it equals the current one (nothing to do)."""
@@ -93,28 +95,43 @@ class Runtime:
         old, self.generation, self.tree = self.generation, new, new.tree
         await new.activate()
         log.info("config applied", extra={"servers": sorted(new.servers)})
+        if self.obtainer is not None:
+            self.obtainer.want(new.acme, new.challenges)
         if old is not None:
             self._retire(old)
         self._autosave(new.tree)
 
     def maintain_certificates(self) -> None:
-        """Where certificates are managed (not in workers): every `RENEW_INTERVAL`, a config
-        whose managed certificates are due is applied again, which issues them anew and
-        swaps them in without dropping a connection."""
+        """Where certificates are managed (not in workers): the ACME certificates the config
+        wants are obtained in the background (`Obtainer`), and every `renew_interval`
+        (`RENEW_INTERVAL` by default) due certificates are renewed. A local one is issued by
+        applying the config again; an ACME one is obtained in the background first. Either
+        way the new certificate comes in by applying the config again, which swaps it in
+        without dropping a connection."""
+        self.obtainer = Obtainer(self._obtained)
+        if self.generation is not None:
+            self.obtainer.want(self.generation.acme, self.generation.challenges)
         self._maintenance = asyncio.get_running_loop().create_task(self._renew_loop())
 
     async def _renew_loop(self) -> None:
-        from rws.tls.automatic import renewal_due
-
         while True:
-            await asyncio.sleep(RENEW_INTERVAL)
             gen = self.generation
-            if gen is not None and any(renewal_due(cert) for cert in gen.managed):
+            await asyncio.sleep(_renew_interval(gen.config if gen is not None else None))
+            gen = self.generation
+            if gen is None:
+                continue
+            if self.obtainer is not None:
+                self.obtainer.want(gen.acme, gen.challenges)
+            if any(renewal_due(cert) for cert in gen.managed):
                 log.info("renewing certificates")
-                try:
-                    await self.apply(self.tree, force=True)
-                except Exception as exc:  # the running config goes on; the next round tries again
-                    log.error("renewing certificates failed", extra={"error": str(exc)})
+                await self._obtained()
+
+    async def _obtained(self) -> None:
+        """Apply the config again, taking the certificates storage now holds."""
+        try:
+            await self.apply(self.tree, force=True)
+        except Exception as exc:  # the running config goes on; the next round tries again
+            log.error("taking the new certificates failed", extra={"error": str(exc)})
 
     def request_stop(self) -> None:
         """Stop from inside a request (the admin API's /stop): after this task returns."""
@@ -180,6 +197,8 @@ class Runtime:
         """Stop serving: wait `shutdown_delay`, drain within the grace period, close listeners."""
         if self._maintenance is not None:
             self._maintenance.cancel()
+        if self.obtainer is not None:
+            self.obtainer.stop()
         async with self.lock:
             gen, self.generation = self.generation, None
             if grace_period is None and gen is not None:
@@ -210,6 +229,13 @@ class Runtime:
                     server.abort_all()
         self.pool.close_all()
         self.stopped.set()
+
+
+def _renew_interval(config: Any) -> float:
+    """The tls app's `automation.renew_interval` in seconds, else `RENEW_INTERVAL`."""
+    tls = (config.apps or {}).get("tls") if config is not None else None
+    automation = tls.config.automation if tls is not None else None
+    return float(automation.renew_interval) if automation is not None and automation.renew_interval else RENEW_INTERVAL
 
 
 def _canonical(tree: Any) -> str:

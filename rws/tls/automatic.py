@@ -1,13 +1,16 @@
 """Automatic HTTPS, as far as rws has it: which servers get TLS and which names need a
 certificate (Caddy's rules, the reference's §8.1), and those certificates for the names
 the local CA serves (`localhost`, `*.localhost`, `.local`, `.internal`, IP addresses, and
-names an automation policy gives the internal issuer).
+names an automation policy gives the internal issuer); other names get theirs from an
+ACME CA, the issuers of their automation policy (Let's Encrypt by default).
 
 A managed certificate lives in storage at `certificates/local/<name>/<name>.{crt,key,json}`
 and is issued again in the last third of its lifetime. Certificates are issued where
 certificate management runs: the process itself, or the supervisor when there are worker
 processes (each config is built there first); workers only load what storage holds.
-Names that need a public CA are logged: the ACME issuer is not built yet.
+Local certificates are issued while the config is built; ACME certificates are obtained in
+the background (`Obtainer`): the server starts at once, serving the name without a
+certificate until it has one, and takes it then (the config is applied again), as Caddy does.
 
 HTTP→HTTPS redirects (§8.3): for every listener address of a server with TLS, the same
 host on the HTTP port answers `308` to `https://{host}[:port]{uri}`, the port written only
@@ -19,22 +22,29 @@ into a new server, `remaining_auto_https_redirects`.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import itertools
 import json
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rws.errors import ConfigError
+from rws.errors import ConfigError, RwsError
 from rws.net.listeners import parse_listen
+from rws.tls.acme_issuer import AcmeIssuer
 from rws.tls.authority import LocalAuthority
 from rws.tls.certificates import Certificate, load_pair
+from rws.tls.challenges import Challenges
 from rws.tls.names import is_internal, match_wildcard, qualifies_for_cert, qualifies_for_public_cert
 from rws.tls.storage import FileStorage, safe_key
 
 log = logging.getLogger(__name__)
 
 RENEWAL_RATIO = 1 / 3  # issued again when this much of the lifetime is left
+LOCAL = "local"  # the local CA's folder under certificates/
+LOCK_WAIT = 300.0  # seconds to wait for another process obtaining the same certificate
 DEFAULT_HTTP_PORT, DEFAULT_HTTPS_PORT = 80, 443
 
 _issue_here = True
@@ -46,10 +56,25 @@ def certificates_elsewhere() -> None:
     _issue_here = False
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """A name automatic HTTPS gets from an ACME CA: its issuers (tried in turn), when to
+    renew, and the certificate storage holds for it, if any."""
+
+    name: str
+    issuers: tuple[AcmeIssuer, ...]
+    ratio: float = RENEWAL_RATIO
+    current: Certificate | None = None
+
+    def due(self) -> bool:
+        return self.current is None or renewal_due(self.current, ratio=self.ratio)
+
+
 @dataclass
 class Plan:
     policies: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # server -> its connection policies
     internal: list[str] = field(default_factory=list)  # names the local CA serves
+    acme: list[Wanted] = field(default_factory=list)  # names for an ACME CA (`current` still unset)
     redirects: dict[str, list[str]] = field(default_factory=dict)  # server -> the names its redirects match
 
 
@@ -60,7 +85,6 @@ def plan(http_app: Any, http_tree: dict[str, Any], tls_app: Any, loaded: list[Ce
     result = Plan()
     http_port = http_app.http_port or DEFAULT_HTTP_PORT
     https_port = http_app.https_port or DEFAULT_HTTPS_PORT
-    forced_internal = _internal_subjects(tls_app)
     for name, server in (http_app.servers or {}).items():
         auto = server.automatic_https
         if auto is not None and auto.disable:
@@ -81,15 +105,26 @@ def plan(http_app: Any, http_tree: dict[str, Any], tls_app: Any, loaded: list[Ce
             continue
         for subject in names:
             if (not qualifies_for_cert(subject) or (auto is not None and subject in auto.skip_certificates)
-                    or subject in result.internal):
+                    or subject in result.internal or any(w.name == subject for w in result.acme)):
                 continue
             if not (auto is not None and auto.ignore_loaded_certificates) and _covered(subject, loaded):
                 continue
-            if subject in forced_internal or is_internal(subject) or not qualifies_for_public_cert(subject):
+            policy = _policy_for(subject, tls_app)
+            issuers = list(policy.issuers or ()) if policy is not None else []
+            public = qualifies_for_public_cert(subject) and not is_internal(subject)
+            if not public and not (policy is not None and policy.subjects):
+                issuers = []  # a catch-all policy's issuers are for public names
+            if issuers[0].id.endswith("internal") if issuers else not public:
                 result.internal.append(subject)
-            else:
-                log.warning("no certificate: issuing from a public ACME CA is not available yet",
-                            extra={"server_name": subject, "server": name})
+                continue
+            key_type = policy.key_type if policy is not None else ""
+            acme = [AcmeIssuer.from_config(i.config, key_type) for i in issuers if i.id.endswith(".acme")]
+            if issuers and not acme:
+                log.error("no certificate: none of the name's issuers can be used (rws has the acme and "
+                          "internal issuers)", extra={"server_name": subject, "issuers": [i.id for i in issuers]})
+                continue
+            ratio = policy.renewal_window_ratio if policy is not None and policy.renewal_window_ratio else RENEWAL_RATIO
+            result.acme.append(Wanted(subject, tuple(acme or [AcmeIssuer(key_type=key_type)]), ratio))
     return result
 
 
@@ -156,12 +191,13 @@ def managed_certificates(names: list[str], storage: FileStorage, authority: Loca
     or due, where certificates are issued."""
     found: list[Certificate] = []
     for name in names:
-        cert = _stored(storage, name)
+        cert = _stored(storage, LOCAL, name)
         if _issue_here and (cert is None or renewal_due(cert)):
             with storage.lock(f"issue_cert_{safe_key(name)}"):
-                cert = _stored(storage, name)  # another process may have done it meanwhile
+                cert = _stored(storage, LOCAL, name)  # another process may have done it meanwhile
                 if cert is None or renewal_due(cert):
-                    cert = _issue(storage, authority, name)
+                    chain, key = authority.issue([name])
+                    cert = _store(storage, LOCAL, name, chain, key)
         if cert is None:
             log.warning("no certificate in storage yet", extra={"server_name": name})
         else:
@@ -169,35 +205,69 @@ def managed_certificates(names: list[str], storage: FileStorage, authority: Loca
     return found
 
 
-def renewal_due(cert: Certificate, now: datetime.datetime | None = None) -> bool:
+def stored_acme_certificates(wanted: list[Wanted], storage: FileStorage) -> list[Wanted]:
+    """`wanted` with the certificate storage holds for each name (of any of its issuers,
+    the latest to expire), if any."""
+    result = []
+    for item in wanted:
+        found = [cert for issuer in item.issuers if (cert := _stored(storage, issuer.key, item.name))]
+        result.append(replace(item, current=max(found, key=lambda c: c.not_after, default=None)))
+    return result
+
+
+def obtain_certificate(item: Wanted, challenges: Challenges) -> Certificate:
+    """Obtain `item`'s certificate from its issuers, the first that gives one, and store it
+    where the challenges are (blocks; unless another process sharing the storage did it
+    meanwhile)."""
+    storage = challenges.storage
+    with storage.lock(f"issue_cert_{safe_key(item.name)}", timeout=LOCK_WAIT):
+        current = stored_acme_certificates([item], storage)[0]
+        if not current.due():
+            assert current.current is not None
+            return current.current
+        failures = []
+        for issuer in item.issuers:
+            try:
+                chain, key = issuer.obtain(item.name, storage, challenges)
+            except RwsError as exc:
+                failures.append(str(exc))
+                continue
+            return _store(storage, issuer.key, item.name, chain, key, issuer=issuer.ca)
+    raise RwsError("; ".join(failures))
+
+
+def renewal_due(cert: Certificate, now: datetime.datetime | None = None, ratio: float = RENEWAL_RATIO) -> bool:
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    return now >= cert.not_after - (cert.not_after - cert.not_before) * RENEWAL_RATIO
+    return now >= cert.not_after - (cert.not_after - cert.not_before) * ratio
 
 
-def _issue(storage: FileStorage, authority: LocalAuthority, name: str) -> Certificate:
-    chain, key = authority.issue([name])
-    base = _base(name)
+def _store(storage: FileStorage, issuer_key: str, name: str, chain: bytes, key: bytes,
+           issuer: str = "local") -> Certificate:
+    base = _base(issuer_key, name)
+    cert = load_pair(chain, key, (), name, base + ".crt")  # what the issuer gave must be usable
     storage.store(base + ".key", key, private=True)
     storage.store(base + ".crt", chain)
     storage.store(base + ".json", json.dumps({"sans": [name], "issuer_data": None}).encode())
-    log.info("certificate obtained", extra={"identifier": name, "issuer": "local"})
-    return load_pair(chain, key, (), name, base + ".crt")
+    log.info("certificate obtained", extra={"identifier": name, "issuer": issuer,
+                                            "expires": cert.not_after.isoformat()})
+    return cert
 
 
-def _stored(storage: FileStorage, name: str) -> Certificate | None:
-    base = _base(name)
+def _stored(storage: FileStorage, issuer_key: str, name: str) -> Certificate | None:
+    base = _base(issuer_key, name)
     chain, key = storage.load(base + ".crt"), storage.load(base + ".key")
     if not chain or not key:
         return None
     try:
-        return load_pair(chain, key, (), name, base + ".crt")
+        cert = load_pair(chain, key, (), name, base + ".crt")
     except ConfigError:  # unreadable: issued again
         return None
+    return None if cert.expired() else cert
 
 
-def _base(name: str) -> str:
+def _base(issuer_key: str, name: str) -> str:
     safe = safe_key(name)
-    return f"certificates/local/{safe}/{safe}"
+    return f"certificates/{issuer_key}/{safe}/{safe}"
 
 
 def _host_names(server: dict[str, Any]) -> list[str]:
@@ -215,12 +285,59 @@ def _covered(name: str, loaded: list[Certificate]) -> bool:
     return any(match_wildcard(name, pattern) for cert in loaded for pattern in cert.names)
 
 
-def _internal_subjects(tls_app: Any) -> set[str]:
-    """Subjects of automation policies whose issuers include the internal one."""
-    subjects: set[str] = set()
+def _policy_for(subject: str, tls_app: Any) -> Any:
+    """The automation policy of a name, as certmagic picks it: the one naming it exactly,
+    else one whose wildcard covers it, else the catch-all (no subjects); None when none."""
     automation = tls_app.automation if tls_app is not None else None
-    for policy in (automation.policies if automation is not None else None) or ():
-        issuers = [getattr(i, "id", "") for i in (policy.issuers or ())]
-        if any(i.endswith("internal") for i in issuers):
-            subjects.update(s.lower() for s in policy.subjects or ())
-    return subjects
+    policies = list((automation.policies if automation is not None else None) or ())
+    for fits in (lambda s: s.lower() == subject, lambda s: match_wildcard(subject, s.lower())):
+        found = next((p for p in policies if any(fits(s) for s in p.subjects)), None)
+        if found is not None:
+            return found
+    return next((p for p in policies if not p.subjects), None)
+
+
+RETRY_PAUSES = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 10800, 21600)  # seconds; then the last again
+
+
+class Obtainer:
+    """Where certificates are managed: obtains the ACME certificates a config wants in the
+    background, one task per name, each retrying with growing pauses (`RETRY_PAUSES`) until
+    it succeeds or the name leaves the config; after each success `obtained()` applies the
+    config again, which takes the new certificate."""
+
+    def __init__(self, obtained: Callable[[], Awaitable[None]]) -> None:
+        self.obtained = obtained
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+
+    def want(self, wanted: list[Wanted], challenges: Challenges | None) -> None:
+        """Obtain what `wanted` lacks or has due; stop obtaining names no longer wanted."""
+        names = {item.name for item in wanted}
+        for name in [n for n in self.tasks if n not in names]:
+            self.tasks.pop(name).cancel()
+        for item in wanted:
+            if item.due() and item.name not in self.tasks and challenges is not None:
+                task = asyncio.get_running_loop().create_task(self._obtain(item, challenges))
+                self.tasks[item.name] = task
+
+    def stop(self) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+        self.tasks.clear()
+
+    async def _obtain(self, item: Wanted, challenges: Challenges) -> None:
+        loop = asyncio.get_running_loop()
+        for attempt in itertools.count():
+            log.info("obtaining certificate", extra={"identifier": item.name, "attempt": attempt + 1,
+                                                     "renewal": item.current is not None})
+            try:
+                await loop.run_in_executor(None, obtain_certificate, item, challenges)
+            except Exception as exc:  # the CA unreachable or refusing: logged, tried again later
+                pause = RETRY_PAUSES[min(attempt, len(RETRY_PAUSES) - 1)]
+                log.error("could not get a certificate", extra={"identifier": item.name, "error": str(exc),
+                                                                "retrying_in": pause})
+                await asyncio.sleep(pause)
+                continue
+            break
+        self.tasks.pop(item.name, None)
+        await self.obtained()

@@ -4,8 +4,8 @@ under the data directory, `$XDG_DATA_HOME/rws` by default).
 Keys are slash-separated paths (`certificates/local/localhost/localhost.crt`). Writes are
 atomic (a temporary file in the same folder, then a rename), private keys readable by the
 owner only. `lock(name)` is a lock file that several rws processes sharing the folder
-respect, so that one of them issues a certificate and the others find it; a lock left by
-a process that died expires after `LOCK_EXPIRY` seconds. The interface is small enough for
+respect, so that one of them issues a certificate and the others find it; its holder keeps
+it fresh, and a lock left by a process that died expires after `LOCK_EXPIRY` seconds. The interface is small enough for
 another backend (Redis) to provide later.
 """
 
@@ -15,6 +15,7 @@ import contextlib
 import os
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,6 +63,17 @@ class FileStorage:
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
 
+    def modified(self, key: str) -> float | None:
+        """When `key` was last stored (a timestamp); None when it isn't."""
+        try:
+            return self._path(key).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(key).unlink()
+
     @contextlib.contextmanager
     def lock(self, name: str, timeout: float = 60.0) -> Iterator[None]:
         """Hold the lock `name` (waits for another holder, up to `timeout` seconds)."""
@@ -85,11 +97,24 @@ class FileStorage:
             with os.fdopen(fd, "w") as fh:
                 fh.write(f"{os.getpid()}\n")
             break
+        released = threading.Event()
+        keeper = threading.Thread(target=_keep_fresh, args=(path, released), daemon=True)
+        keeper.start()
         try:
             yield
         finally:
+            released.set()
+            keeper.join()
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+
+def _keep_fresh(path: Path, released: threading.Event) -> None:
+    """Touch a held lock file so that it never looks abandoned (an ACME order can take
+    longer than `LOCK_EXPIRY`)."""
+    while not released.wait(LOCK_EXPIRY / 4):
+        with contextlib.suppress(OSError):
+            os.utime(path)
 
 
 def safe_key(name: str) -> str:
