@@ -43,6 +43,21 @@ log = logging.getLogger(__name__)
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 DEFAULT_TIMEOUT = 90.0  # seconds an order may take, validation included
 NETWORK_TIMEOUT = 30
+NONCE_RETRIES = 10
+
+
+class _Network(acme_client.ClientNetwork):
+    """A request the CA refused for its nonce is sent again with a fresh one (badNonce is
+    retryable, RFC 8555 §6.5), up to `NONCE_RETRIES` times."""
+
+    def post(self, *args: Any, **kwargs: Any) -> requests.Response:
+        for _ in range(NONCE_RETRIES):
+            try:
+                return super().post(*args, **kwargs)
+            except messages.Error as exc:
+                if exc.code != "badNonce":
+                    raise
+        return super().post(*args, **kwargs)
 
 
 class AcmeError(RwsError):
@@ -148,8 +163,9 @@ class AcmeIssuer:
                 key_pem = _private_key("p256")
                 storage.store(base + ".key", key_pem, private=True)
         account_key = JWKEC(key=serialization.load_pem_private_key(key_pem, password=None))
-        net = acme_client.ClientNetwork(account_key, alg=ES256, verify_ssl=verify,  # type: ignore[arg-type]
-                                        user_agent="rws", timeout=NETWORK_TIMEOUT)  # (requests takes a CA file)
+        # `verify_ssl` goes to requests' `verify`, which takes a CA file as well as a bool
+        net = _Network(account_key, alg=ES256, verify_ssl=verify,  # type: ignore[arg-type]
+                       user_agent="rws", timeout=NETWORK_TIMEOUT)
         try:
             directory = acme_client.ClientV2.get_directory(self.ca, net)
             client = acme_client.ClientV2(directory, net)
