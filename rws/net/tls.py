@@ -2,17 +2,17 @@
 (`ServerTls`, from the server's `tls_connection_policies` and the certificates the config
 holds), and the protocol that runs the handshake before HTTP (`TlsAccept`).
 
-At the ClientHello the first policy whose `sni` matcher takes the server name (or that has
-no matchers) decides; among the certificates it may use (`certificate_selection`), the one
-for the exact name wins, then one for its wildcard (`*.example.com`); with no server name
-the policy's `default_sni` stands in, else the local address the client connected to (as
-certmagic does, for IP sites), and `fallback_sni` when nothing matched. A name no
-certificate covers ends the handshake (the connection closes: the alert OpenSSL makes is
-dropped by the event loop's TLS layer). Each policy's settings
-(versions, TLS 1.2 cipher suites, ALPN) make one `ssl.SSLContext` per certificate, built
-on first use. Versions and cipher suites are settled by OpenSSL before the server name is
-seen, so the first policy's apply to every handshake of the server; so does its client
-authentication (`verify_if_given`, `require_and_verify`).
+The ClientHello is read before OpenSSL sees it (parsed by aioquic's TLS code), so the
+context is chosen from its server name and ALPN list, as Go's GetConfigForClient does: the
+first policy whose `sni` matcher takes the server name (or that has no matchers) decides;
+among the certificates it may use (`certificate_selection`), the one for the exact name
+wins, then one for its wildcard (`*.example.com`); with no server name the policy's
+`default_sni` stands in, else the local address the client connected to (as certmagic
+does, for IP sites), and `fallback_sni` when nothing matched. A name no certificate
+covers gets the `unrecognized_name` alert. Each policy's settings (versions, TLS 1.2
+cipher suites, ALPN, client authentication) make one `ssl.SSLContext` per certificate,
+built on first use. A client offering only ALPN `acme-tls/1` for a name with a published
+TLS-ALPN-01 challenge gets the challenge's context (rws.tls.challenges).
 """
 
 from __future__ import annotations
@@ -25,15 +25,17 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # (re-exported from aioquic._buffer)
+from aioquic.tls import pull_client_hello
+
 from rws.errors import ConfigError
 from rws.tls.certificates import Certificate
-from rws.tls.challenges import Challenges
+from rws.tls.challenges import ACME_TLS_ALPN, Challenges
 from rws.tls.names import match_wildcard
 
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 10.0
-MAX_LOCAL_ADDRESSES = 64  # handshake contexts kept, one per local address connections came to
 _VERSIONS = {"tls1.2": ssl.TLSVersion.TLSv1_2, "tls1.3": ssl.TLSVersion.TLSv1_3}
 # Go's names of the TLS 1.2 suites -> OpenSSL's (TLS 1.3 suites are not configurable in Go either)
 _OPENSSL_CIPHERS = {
@@ -205,80 +207,118 @@ class ServerTls:
         self.challenges = challenges
         self.policies = [_Policy(p, certificates, f"{path}.tls_connection_policies[{i}]")
                          for i, p in enumerate(policies)]
-        self.first = policies[0]
-        self.contexts: dict[str, ssl.SSLContext] = {}  # local address -> the context handshakes start with
-        settings_context(self.first)  # its errors (trusted CAs that don't load) fail the config now
+        settings_context(policies[0])  # its errors (trusted CAs that don't load) fail the config now
 
-    def context(self, local_ip: str) -> ssl.SSLContext:
-        """The context a connection to `local_ip` starts its handshake with (one per local
-        address: what the server name callback falls back on when the client sends none)."""
-        context = self.contexts.get(local_ip)
-        if context is None:
-            context = settings_context(self.first)
-            context.sni_callback = lambda sslobj, name, _ctx: self._server_name(sslobj, name, local_ip)
-            if len(self.contexts) < MAX_LOCAL_ADDRESSES:
-                self.contexts[local_ip] = context
-        return context
-
-    def _server_name(self, sslobj: Any, server_name: str | None, local_ip: str) -> int | None:
-        name = (server_name or "").lower()
-        sslobj.rws_server_name = name  # for {http.request.tls.server_name}
-        if self.challenges is not None:
-            challenge = self.challenges.tls_alpn_context(name)
+    def select(self, server_name: str, alpn: list[str], local_ip: str) -> ssl.SSLContext | None:
+        """The context for a ClientHello: the first policy that takes the name decides.
+        None when no certificate covers it."""
+        if ACME_TLS_ALPN in alpn and self.challenges is not None:
+            challenge = self.challenges.tls_alpn_context(server_name)
             if challenge is not None:
-                log.info("answering ACME TLS-ALPN-01 challenge", extra={"identifier": name})
-                sslobj.context = challenge
-                return None
+                log.info("answering ACME TLS-ALPN-01 challenge", extra={"identifier": server_name})
+                return challenge
         for policy in self.policies:
-            if policy.matches(name):
-                cert = policy.certificate(name, local_ip)
-                if cert is None:
-                    break
-                sslobj.context = policy.context(cert)
-                return None
-        log.debug("no certificate for the server name", extra={"server_name": name})
-        return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+            if policy.matches(server_name):
+                cert = policy.certificate(server_name, local_ip)
+                return policy.context(cert) if cert is not None else None
+        return None
+
+
+def read_client_hello(data: bytes | bytearray) -> tuple[str, list[str]] | None:
+    """The server name (lower-case, "" when none) and ALPN protocols of the ClientHello at
+    the start of `data`; None while it is incomplete. ValueError when `data` is no TLS
+    ClientHello (a ClientHello may span several records)."""
+    message = bytearray()
+    at = 0
+    while True:
+        if len(data) < at + 5:
+            return None
+        if data[at] != _HANDSHAKE_RECORD:
+            raise ValueError("not a TLS handshake record")
+        end = at + 5 + int.from_bytes(data[at + 3:at + 5], "big")
+        if len(data) < end:
+            return None
+        message += data[at + 5:end]
+        at = end
+        if len(message) >= 4:
+            if message[0] != _CLIENT_HELLO:
+                raise ValueError("not a ClientHello")
+            size = 4 + int.from_bytes(message[1:4], "big")
+            if len(message) >= size:
+                break
+    try:
+        hello = pull_client_hello(Buffer(data=bytes(message[:size])))
+    except Exception as exc:  # aioquic's alerts, buffer errors: a ClientHello that doesn't parse
+        raise ValueError(f"malformed ClientHello: {exc!r}") from None
+    return (hello.server_name or "").lower(), list(hello.alpn_protocols or ())
 
 
 class TlsAccept(asyncio.Protocol):
-    """A new connection's first protocol: the TLS handshake, then HTTP over it. A failed
-    or slow handshake (garbage, an unknown name, a silent client) closes the connection.
-
-    uvloop starts reading once `connection_made` returns, whatever it asked: bytes that
-    come before the handshake takes the transport over (the ClientHello) are kept here and
-    handed to it then."""
+    """A new connection's first protocol: reads the ClientHello, picks the context for its
+    server name (and ALPN, for ACME's TLS-ALPN-01), then runs the handshake and HTTP over
+    it. Garbage closes the connection; a name no certificate covers gets the
+    `unrecognized_name` alert; a failed or slow handshake closes the connection. The
+    bytes read so far go to the TLS layer when it takes the transport over."""
 
     def __init__(self, tls: ServerTls, make: Callable[[], asyncio.Protocol], timeout: float) -> None:
         self.tls = tls
         self.make = make
         self.timeout = timeout
+        self.transport: Any = None
+        self.timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
         self.early = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.pause_reading()  # type: ignore[attr-defined]  # asyncio honours it; uvloop does not
-        local = transport.get_extra_info("sockname")
-        context = self.tls.context(str(local[0]) if isinstance(local, tuple) else "")
-        self.task = asyncio.get_running_loop().create_task(self._handshake(transport, context))
+        self.transport = transport
+        self.timer = asyncio.get_running_loop().call_later(self.timeout, transport.abort)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
         self.early += data
-        if len(self.early) > MAX_EARLY_BYTES:  # no ClientHello is this big
-            self.early.clear()
-            if self.task is not None:
-                self.task.cancel()
+        if self.task is not None:  # the handshake is starting: these go to it as well
+            return
+        try:
+            hello = read_client_hello(self.early)
+        except ValueError as exc:
+            log.debug("not a TLS ClientHello; closing", extra={"error": str(exc)})
+            self._close()
+            return
+        if hello is None:
+            if len(self.early) > MAX_EARLY_BYTES:  # no ClientHello is this big
+                self._close()
+            return
+        server_name, alpn = hello
+        local = self.transport.get_extra_info("sockname")
+        context = self.tls.select(server_name, alpn, str(local[0]) if isinstance(local, tuple) else "")
+        if context is None:
+            log.debug("no certificate for the server name", extra={"server_name": server_name})
+            self.transport.write(_ALERT_UNRECOGNIZED_NAME)
+            self._close(flush=True)
+            return
+        self.task = asyncio.get_running_loop().create_task(self._handshake(context, server_name))
 
-    async def _handshake(self, transport: Any, context: ssl.SSLContext) -> None:
+    def _close(self, flush: bool = False) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.early.clear()
+        if flush:
+            self.transport.close()
+        else:
+            self.transport.abort()
+
+    async def _handshake(self, context: ssl.SSLContext, server_name: str) -> None:
         loop = asyncio.get_running_loop()
+        transport = self.transport
         protocol = self.make()
         handoff = _Handoff()
         starting = loop.create_task(loop.start_tls(transport, handoff, context, server_side=True,
                                                    ssl_handshake_timeout=self.timeout))
         try:
-            await asyncio.sleep(0)  # `starting` takes the transport over
-            if self.early and transport.get_protocol() is not self:
+            while transport.get_protocol() is self and not starting.done():
+                await asyncio.sleep(0)  # `starting` takes the transport over
+            if transport.get_protocol() is not self:
                 _feed(transport.get_protocol(), bytes(self.early))
-                self.early.clear()
+            self.early.clear()
             secure = await starting
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError, asyncio.CancelledError) as exc:
             starting.cancel()
@@ -287,9 +327,15 @@ class TlsAccept(asyncio.Protocol):
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
+        finally:
+            if self.timer is not None:
+                self.timer.cancel()
         if secure is None or handoff.lost is not None:  # closed meanwhile
             protocol.connection_lost(handoff.lost[0] if handoff.lost else None)
             return
+        ssl_object = secure.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            ssl_object.rws_server_name = server_name  # for {http.request.tls.server_name}
         protocol.connection_made(secure)
         secure.set_protocol(protocol)
         for data in handoff.data:  # what came right after the handshake, before the line above
@@ -298,11 +344,15 @@ class TlsAccept(asyncio.Protocol):
             protocol.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
         if self.task is not None and not self.task.done():
             self.task.cancel()
 
 
 MAX_EARLY_BYTES = 64 * 1024
+_HANDSHAKE_RECORD, _CLIENT_HELLO = 22, 1
+_ALERT_UNRECOGNIZED_NAME = bytes([21, 3, 3, 0, 2, 2, 112])  # a fatal unrecognized_name alert record
 
 
 class _Handoff(asyncio.Protocol):

@@ -4,6 +4,7 @@ certificates made here by a test CA."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import json
@@ -112,13 +113,54 @@ def _handshake_fails(port: int, server_name: str | None, context: ssl.SSLContext
             context.wrap_socket(raw, server_hostname=server_name)
 
 
-def test_an_unknown_name_fails_the_handshake_and_the_others_go_on(serve: Any, ca: Authority) -> None:
-    with serve(three_sites(ca), loop="uvloop") as server:
+def _alert(port: int, server_name: str | None, context: ssl.SSLContext) -> str:
+    """The reason of the alert the handshake ends with."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with pytest.raises(ssl.SSLError) as failed:
+            context.wrap_socket(raw, server_hostname=server_name)
+    return str(failed.value.reason)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_an_unknown_name_gets_a_handshake_alert_and_the_others_go_on(serve: Any, ca: Authority, loop: str) -> None:
+    with serve(three_sites(ca), loop=loop) as server:
         port, client = server.port(), ca.client()
-        _handshake_fails(port, "c.test", client)
-        _handshake_fails(port, "y.z.w.test", client)  # a wildcard covers one label only
-        _handshake_fails(port, None, ca.client(check_hostname=False))  # no name and no default_sni
+        assert _alert(port, "c.test", client) == "TLSV1_UNRECOGNIZED_NAME"
+        assert _alert(port, "y.z.w.test", client) == "TLSV1_UNRECOGNIZED_NAME"  # a wildcard covers one label only
+        no_name = ca.client(check_hostname=False)
+        assert _alert(port, None, no_name) == "TLSV1_UNRECOGNIZED_NAME"  # no name and no default_sni
         assert get(port, "a.test", client)[0] == "A https"
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_client_hello_that_comes_byte_by_byte_is_read_whole(serve: Any, ca: Authority, loop: str) -> None:
+    """The ClientHello is read before the handshake starts: a slow client's comes in pieces."""
+    with serve(three_sites(ca), loop=loop) as server:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ca.client().wrap_bio(incoming, outgoing, server_hostname="b.test")
+        with socket.create_connection(("127.0.0.1", server.port()), timeout=10) as raw:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with pytest.raises(ssl.SSLWantReadError):
+                tls.do_handshake()
+            hello = outgoing.read()
+            for i in range(len(hello)):
+                raw.sendall(hello[i:i + 1])
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    raw.sendall(outgoing.read())
+                    incoming.write(raw.recv(65536))
+            raw.sendall(outgoing.read())
+            tls.write(b"GET / HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n")
+            raw.sendall(outgoing.read())
+            data = b""
+            while not data.endswith(b"B"):
+                incoming.write(raw.recv(65536))
+                with contextlib.suppress(ssl.SSLWantReadError):
+                    data += tls.read(65536)
+        assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"B")
 
 
 def test_garbage_and_plain_http_on_the_tls_port_close_the_connection(serve: Any, ca: Authority) -> None:
