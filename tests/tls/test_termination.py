@@ -8,6 +8,7 @@ import contextlib
 import datetime
 import ipaddress
 import json
+import random
 import shutil
 import socket
 import ssl
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from rws.errors import RwsError
+from rws.net.tls import read_client_hello
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
 
@@ -359,3 +361,29 @@ def test_client_authentication_that_python_cant_do_fails_the_config(ca: Authorit
             "tls": {"certificates": {"load_files": [{"certificate": str(crt), "key": str(key)}]}}}}
         message = _load(tree)
         assert "client_authentication.mode" in message and "not supported" in message
+
+
+def test_read_client_hello_takes_name_and_alpn_and_refuses_anything_else() -> None:
+    context = ssl.create_default_context()
+    context.set_alpn_protocols(["acme-tls/1", "http/1.1"])
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    with pytest.raises(ssl.SSLWantReadError):
+        context.wrap_bio(incoming, outgoing, server_hostname="Example.COM").do_handshake()
+    hello = outgoing.read()
+    assert read_client_hello(hello) == ("example.com", ["acme-tls/1", "http/1.1"])
+    assert read_client_hello(hello[:-1]) is None  # incomplete: more to read
+    assert read_client_hello(hello[:5] + hello[5:9] + hello[9:]) == ("example.com", ["acme-tls/1", "http/1.1"])
+    split = len(hello) // 2  # one handshake message over two records
+    two_records = (hello[:3] + (split - 5).to_bytes(2, "big") + hello[5:split]
+                   + hello[:3] + (len(hello) - split).to_bytes(2, "big") + hello[split:])
+    assert read_client_hello(two_records) == ("example.com", ["acme-tls/1", "http/1.1"])
+    for junk in (b"GET / HTTP/1.1\r\n\r\n", b"\x16\x03\x01\x00\x05hello", b"\x16\x03\x01\x00\x04\x02\x00\x00\x00"):
+        with pytest.raises(ValueError):
+            read_client_hello(junk)
+    rng = random.Random(7)
+    for _ in range(3000):  # damaged ClientHellos: an answer or ValueError, never another exception
+        damaged = bytearray(hello)
+        for _ in range(rng.randint(1, 4)):
+            damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        with contextlib.suppress(ValueError):
+            read_client_hello(bytes(damaged[:rng.randrange(len(damaged) + 1)]))
