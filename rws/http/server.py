@@ -23,6 +23,7 @@ from rws.protocols.events import RequestReceived
 from rws.protocols.http1 import default_backend
 from rws.tls.certificates import Certificate
 from rws.tls.challenges import HTTP_PREFIX, Challenges
+from rws.tls.on_demand import OnDemand
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,10 @@ class HttpServer:
 
     def __init__(self, name: str, config: Any, ctx: BuildContext, *, metrics: bool = False,
                  certificates: list[Certificate] | None = None, tls_policies: tuple[Any, ...] | None = None,
-                 challenges: Challenges | None = None) -> None:
+                 challenges: Challenges | None = None, on_demand: OnDemand | None = None) -> None:
         """`tls_policies`: the connection policies automatic HTTPS settled on (else the config's);
-        `challenges`: the ACME challenges to answer (before the routes, and in handshakes)."""
+        `challenges`: the ACME challenges to answer (before the routes, and in handshakes);
+        `on_demand`: on-demand TLS, when an automation policy has it."""
         self.name = name
         self.metrics = metrics or config.metrics is not None  # count requests per server
         self.config = config
@@ -61,7 +63,7 @@ class HttpServer:
         self.connections: set[HttpConnection] = set()
         policies = tls_policies or config.tls_connection_policies
         self.challenges = challenges
-        self.tls = (ServerTls(policies, certificates or [], f"apps.http.servers.{name}", challenges)
+        self.tls = (ServerTls(policies, certificates or [], f"apps.http.servers.{name}", challenges, on_demand)
                     if policies else None)
         self.idle: asyncio.Event | None = None
 

@@ -23,11 +23,14 @@ import os
 import ssl
 import tempfile
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rws.errors import ConfigError
 from rws.tls.certificates import Certificate
 from rws.tls.challenges import ACME_TLS_ALPN, Challenges
+
+if TYPE_CHECKING:
+    from rws.tls.on_demand import OnDemand
 from rws.tls.names import match_wildcard
 
 log = logging.getLogger(__name__)
@@ -200,8 +203,9 @@ class ServerTls:
     """The TLS side of one HTTP server (see the module docstring)."""
 
     def __init__(self, policies: tuple[Any, ...], certificates: list[Certificate], path: str,
-                 challenges: Challenges | None = None) -> None:
+                 challenges: Challenges | None = None, on_demand: OnDemand | None = None) -> None:
         self.challenges = challenges
+        self.on_demand = on_demand
         self.policies = [_Policy(p, certificates, f"{path}.tls_connection_policies[{i}]")
                          for i, p in enumerate(policies)]
         settings_context(policies[0])  # its errors (trusted CAs that don't load) fail the config now
@@ -219,6 +223,11 @@ class ServerTls:
                 cert = policy.certificate(server_name, local_ip)
                 return policy.context(cert) if cert is not None else None
         return None
+
+    def context_for(self, server_name: str, cert: Certificate) -> ssl.SSLContext | None:
+        """The context of the policy that takes `server_name`, with `cert` (on-demand)."""
+        policy = next((p for p in self.policies if p.matches(server_name)), None)
+        return policy.context(cert) if policy is not None else None
 
 
 def read_client_hello(data: bytes | bytearray) -> tuple[str, list[str]] | None:
@@ -311,15 +320,34 @@ class TlsAccept(asyncio.Protocol):
             if len(self.early) > MAX_EARLY_BYTES:  # no ClientHello is this big
                 self._close()
             return
+        if self.timer is not None:
+            self.timer.cancel()
         server_name, alpn = hello
         local = self.transport.get_extra_info("sockname")
         context = self.tls.select(server_name, alpn, str(local[0]) if isinstance(local, tuple) else "")
-        if context is None:
-            log.debug("no certificate for the server name", extra={"server_name": server_name})
-            self.transport.write(_ALERT_UNRECOGNIZED_NAME)
-            self._close(flush=True)
+        loop = asyncio.get_running_loop()
+        if context is not None:
+            self.task = loop.create_task(self._handshake(context, server_name))
+        elif self.tls.on_demand is not None and self.tls.on_demand.covers(server_name):
+            self.task = loop.create_task(self._on_demand(self.tls.on_demand, server_name))
+        else:
+            self._unknown(server_name)
+
+    def _unknown(self, server_name: str) -> None:
+        log.debug("no certificate for the server name", extra={"server_name": server_name})
+        self.transport.write(_ALERT_UNRECOGNIZED_NAME)
+        self._close(flush=True)
+
+    async def _on_demand(self, on_demand: OnDemand, server_name: str) -> None:
+        """The handshake waits for the name's certificate."""
+        cert = await on_demand.certificate(server_name)
+        context = self.tls.context_for(server_name, cert) if cert is not None else None
+        if self.transport.is_closing():
             return
-        self.task = asyncio.get_running_loop().create_task(self._handshake(context, server_name))
+        if context is None:
+            self._unknown(server_name)
+            return
+        await self._handshake(context, server_name)
 
     def _close(self, flush: bool = False) -> None:
         if self.timer is not None:
@@ -351,9 +379,6 @@ class TlsAccept(asyncio.Protocol):
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
-        finally:
-            if self.timer is not None:
-                self.timer.cancel()
         if secure is None or handoff.lost is not None:  # closed meanwhile
             protocol.connection_lost(handoff.lost[0] if handoff.lost else None)
             return

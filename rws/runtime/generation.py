@@ -56,14 +56,23 @@ class Generation:
                 if automatic.acme:
                     self.acme = stored_acme_certificates(automatic.acme, storage)
                     certificates += [item.current for item in self.acme if item.current is not None]
+                on_demand = None
+                if automatic.acme or _has_on_demand(tls):
                     self.challenges = Challenges(storage)
+                if tls is not None and self.challenges is not None and _has_on_demand(tls):
+                    from rws.tls.on_demand import OnDemand
+
+                    authority = authority_for(storage, pki.config if pki is not None else None)
+                    assert authority is not None  # `local` always is
+                    authority.ensure()  # its root exists from now on, for `rws trust`
+                    on_demand = OnDemand(tls.config, self.challenges, authority)
                 self.grace_period = app.grace_period or None
                 self.shutdown_delay = app.shutdown_delay or 0.0
                 for name, server_config in (app.servers or {}).items():
                     self.servers[name] = HttpServer(name, server_config, self.ctx, metrics=app.metrics is not None,
                                                     certificates=certificates + self.managed,
                                                     tls_policies=automatic.policies.get(name),
-                                                    challenges=self.challenges)
+                                                    challenges=self.challenges, on_demand=on_demand)
         except BaseException:
             self._run_closers()
             raise
@@ -130,3 +139,8 @@ class Generation:
             except Exception:  # a module's close failing must not stop the others
                 log.exception("closing a module failed")
         self.ctx.closers.clear()
+
+
+def _has_on_demand(tls: Any) -> bool:
+    automation = tls.config.automation if tls is not None else None
+    return automation is not None and any(policy.on_demand for policy in automation.policies)

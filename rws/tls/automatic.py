@@ -109,23 +109,37 @@ def plan(http_app: Any, http_tree: dict[str, Any], tls_app: Any, loaded: list[Ce
                 continue
             if not (auto is not None and auto.ignore_loaded_certificates) and _covered(subject, loaded):
                 continue
-            policy = _policy_for(subject, tls_app)
-            issuers = list(policy.issuers or ()) if policy is not None else []
-            public = qualifies_for_public_cert(subject) and not is_internal(subject)
-            if not public and not (policy is not None and policy.subjects):
-                issuers = []  # a catch-all policy's issuers are for public names
-            if issuers[0].id.endswith("internal") if issuers else not public:
+            policy = policy_for(subject, tls_app)
+            if policy is not None and policy.on_demand:
+                continue  # obtained at its first handshake (rws.tls.on_demand)
+            wanted = wanted_for(subject, policy)
+            if wanted is None:
+                continue
+            if wanted.issuers:
+                result.acme.append(wanted)
+            else:
                 result.internal.append(subject)
-                continue
-            key_type = policy.key_type if policy is not None else ""
-            acme = [AcmeIssuer.from_config(i.config, key_type) for i in issuers if i.id.endswith(".acme")]
-            if issuers and not acme:
-                log.error("no certificate: none of the name's issuers can be used (rws has the acme and "
-                          "internal issuers)", extra={"server_name": subject, "issuers": [i.id for i in issuers]})
-                continue
-            ratio = policy.renewal_window_ratio if policy is not None and policy.renewal_window_ratio else RENEWAL_RATIO
-            result.acme.append(Wanted(subject, tuple(acme or [AcmeIssuer(key_type=key_type)]), ratio))
     return result
+
+
+def wanted_for(subject: str, policy: Any) -> Wanted | None:
+    """How `subject` gets its certificate under its automation policy (None: no policy):
+    from its ACME issuers, or from the local CA (no issuers). None when none of the
+    policy's issuers can be used (logged)."""
+    issuers = list(policy.issuers or ()) if policy is not None else []
+    public = qualifies_for_public_cert(subject) and not is_internal(subject)
+    if not public and not (policy is not None and policy.subjects):
+        issuers = []  # a catch-all policy's issuers are for public names
+    ratio = policy.renewal_window_ratio if policy is not None and policy.renewal_window_ratio else RENEWAL_RATIO
+    if issuers[0].id.endswith("internal") if issuers else not public:
+        return Wanted(subject, (), ratio)
+    key_type = policy.key_type if policy is not None else ""
+    acme = [AcmeIssuer.from_config(i.config, key_type) for i in issuers if i.id.endswith(".acme")]
+    if issuers and not acme:
+        log.error("no certificate: none of the name's issuers can be used (rws has the acme and "
+                  "internal issuers)", extra={"server_name": subject, "issuers": [i.id for i in issuers]})
+        return None
+    return Wanted(subject, tuple(acme or [AcmeIssuer(key_type=key_type)]), ratio)
 
 
 REDIRECT_SERVER = "remaining_auto_https_redirects"
@@ -191,18 +205,25 @@ def managed_certificates(names: list[str], storage: FileStorage, authority: Loca
     or due, where certificates are issued."""
     found: list[Certificate] = []
     for name in names:
-        cert = _stored(storage, LOCAL, name)
-        if _issue_here and (cert is None or renewal_due(cert)):
-            with storage.lock(f"issue_cert_{safe_key(name)}"):
-                cert = _stored(storage, LOCAL, name)  # another process may have done it meanwhile
-                if cert is None or renewal_due(cert):
-                    chain, key = authority.issue([name])
-                    cert = _store(storage, LOCAL, name, chain, key)
+        cert = local_certificate(name, storage, authority, _issue_here)
         if cert is None:
             log.warning("no certificate in storage yet", extra={"server_name": name})
         else:
             found.append(cert)
     return found
+
+
+def local_certificate(name: str, storage: FileStorage, authority: LocalAuthority, issue: bool) -> Certificate | None:
+    """The local CA's certificate for `name` from storage; issued (again) when missing or
+    due, if `issue`."""
+    cert = _stored(storage, LOCAL, name)
+    if issue and (cert is None or renewal_due(cert)):
+        with storage.lock(f"issue_cert_{safe_key(name)}"):
+            cert = _stored(storage, LOCAL, name)  # another process may have done it meanwhile
+            if cert is None or renewal_due(cert):
+                chain, key = authority.issue([name])
+                cert = _store(storage, LOCAL, name, chain, key)
+    return cert
 
 
 def stored_acme_certificates(wanted: list[Wanted], storage: FileStorage) -> list[Wanted]:
@@ -285,7 +306,7 @@ def _covered(name: str, loaded: list[Certificate]) -> bool:
     return any(match_wildcard(name, pattern) for cert in loaded for pattern in cert.names)
 
 
-def _policy_for(subject: str, tls_app: Any) -> Any:
+def policy_for(subject: str, tls_app: Any) -> Any:
     """The automation policy of a name, as certmagic picks it: the one naming it exactly,
     else one whose wildcard covers it, else the catch-all (no subjects); None when none."""
     automation = tls_app.automation if tls_app is not None else None

@@ -181,9 +181,18 @@ class StorageLoaderConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimitConfig:
+    """Caddy 2.6's on-demand rate limit: at most `burst` certificates per `interval`."""
+
+    interval: Duration = 0
+    burst: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OnDemandConfig:
     ask: str = ""
     permission: Annotated[Any, Module("tls.permission", "module")] | None = None
+    rate_limit: RateLimitConfig | None = None
 
     def validate(self, path: str) -> None:
         if self.ask and self.permission is not None:

@@ -6,6 +6,9 @@
         pebble.root_file()  # the root pebble issues under (leaf chains include an intermediate)
         pebble.orders()     # new-order requests received so far
         pebble.set_default_ipv4("127.0.0.2")  # names now resolve where nothing listens
+        pebble.accounts()   # how many accounts pebble holds ("There are now N accounts in memory")
+
+    Pebble(..., eab={"kid-1": MAC_KEY})  # new accounts need an external account binding (RFC 8555 §7.3.4)
 
 Pebble's VA validates HTTP-01 on `http_port` and TLS-ALPN-01 on `tls_port` of whatever the
 name resolves to. Everything listens on 127.0.0.1 only; both processes are stopped by PID.
@@ -33,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 NEW_ORDER = "/order-plz"  # pebble's new-order endpoint; it logs "POST /order-plz -> calling handler()"
+ACCOUNTS = "There are now "  # pebble logs "There are now N accounts in memory" after adding one
 DEFAULT_ENV = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
 
 
@@ -113,11 +117,13 @@ class Pebble:
     """pebble + pebble-challtestsrv on 127.0.0.1; a context manager, or call start()/stop()."""
 
     def __init__(self, folder: Path, http_port: int, tls_port: int, *, validity: int | None = None,
-                 env: dict[str, str] | None = None, timeout: float = 20) -> None:
+                 env: dict[str, str] | None = None, timeout: float = 20,
+                 eab: dict[str, str] | None = None) -> None:
         self.folder = Path(folder)
         self.http_port, self.tls_port, self.validity = http_port, tls_port, validity
         self.env = {**DEFAULT_ENV, **(env or {})}
         self.timeout = timeout
+        self.eab = dict(eab) if eab is not None else None  # key id -> base64url MAC key; required if given
         self.ca_file = self.folder / "pebble-ca.pem"
         self.port = self.management_port = self.dns_port = self.challtestsrv_port = 0
         self.pebble: subprocess.Popen[str] | None = None
@@ -137,8 +143,10 @@ class Pebble:
             "managementListenAddress": f"127.0.0.1:{self.management_port}",
             "certificate": str(cert_file), "privateKey": str(key_file),
             "httpPort": self.http_port, "tlsPort": self.tls_port,
-            "ocspResponderURL": "", "externalAccountBindingRequired": False,
+            "ocspResponderURL": "", "externalAccountBindingRequired": self.eab is not None,
         }
+        if self.eab is not None:
+            settings["externalAccountMACKeys"] = self.eab
         if self.validity is not None:
             settings["certificateValidityPeriod"] = self.validity
         config = self.folder / "pebble-config.json"
@@ -223,6 +231,12 @@ class Pebble:
         """How many new-order requests pebble has received."""
         return sum(1 for line in list(self._pebble_out.lines if self._pebble_out else [])
                    if f"POST {NEW_ORDER} " in line)
+
+    def accounts(self) -> int:
+        """How many accounts pebble holds (it logs the count each time one is added; 0 before)."""
+        counts = [int(line.split(ACCOUNTS, 1)[1].split()[0])
+                  for line in list(self._pebble_out.lines if self._pebble_out else []) if ACCOUNTS in line]
+        return counts[-1] if counts else 0
 
     def root_file(self) -> Path:
         """pebble's issuing root (from its management interface), written to pebble-root.pem."""
