@@ -15,15 +15,13 @@ from rws.http.client_ip import ClientIp
 from rws.http.message import Headers, Request, Response
 from rws.http.routes import BuildContext, RouteList, error_id, serve_errors
 from rws.http.sniff import detect_content_type
-from rws.net.tls import HANDSHAKE_TIMEOUT, ServerTls, TlsAccept
+from rws.net.tls import HANDSHAKE_TIMEOUT, ServerTls, TlsAccept, TlsMaterial
 from rws.observability.metrics import REQUEST_ERRORS_TOTAL, REQUESTS_IN_FLIGHT, REQUESTS_TOTAL
 from rws.protocols.connection import HttpConnection, Timeouts
 from rws.protocols.flow import BodyStream
 from rws.protocols.events import RequestReceived
 from rws.protocols.http1 import default_backend
-from rws.tls.certificates import Certificate
-from rws.tls.challenges import HTTP_PREFIX, Challenges
-from rws.tls.on_demand import OnDemand
+from rws.tls.challenges import HTTP_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +34,10 @@ class HttpServer:
     """Built from a decoded server config; `connection()` makes the protocol for a socket."""
 
     def __init__(self, name: str, config: Any, ctx: BuildContext, *, metrics: bool = False,
-                 certificates: list[Certificate] | None = None, tls_policies: tuple[Any, ...] | None = None,
-                 challenges: Challenges | None = None, on_demand: OnDemand | None = None) -> None:
+                 tls: TlsMaterial | None = None, tls_policies: tuple[Any, ...] | None = None) -> None:
         """`tls_policies`: the connection policies automatic HTTPS settled on (else the config's);
-        `challenges`: the ACME challenges to answer (before the routes, and in handshakes);
-        `on_demand`: on-demand TLS, when an automation policy has it."""
+        `tls`: certificates and more for them, and the ACME challenges to answer (HTTP-01
+        before the routes)."""
         self.name = name
         self.metrics = metrics or config.metrics is not None  # count requests per server
         self.config = config
@@ -62,9 +59,9 @@ class HttpServer:
         self.access_log: Any = _access_logger(config, ctx)
         self.connections: set[HttpConnection] = set()
         policies = tls_policies or config.tls_connection_policies
-        self.challenges = challenges
-        self.tls = (ServerTls(policies, certificates or [], f"apps.http.servers.{name}", challenges, on_demand)
-                    if policies else None)
+        material = tls or TlsMaterial()
+        self.challenges = material.challenges
+        self.tls = ServerTls(policies, material, f"apps.http.servers.{name}") if policies else None
         self.idle: asyncio.Event | None = None
 
     def connection(self) -> asyncio.Protocol:

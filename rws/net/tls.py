@@ -22,7 +22,9 @@ import logging
 import os
 import ssl
 import tempfile
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rws.errors import ConfigError
@@ -36,6 +38,7 @@ from rws.tls.names import match_wildcard
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 10.0
+TICKET_ROTATION = 12 * 3600.0  # seconds, Caddy's default STEK rotation interval
 _VERSIONS = {"tls1.2": ssl.TLSVersion.TLSv1_2, "tls1.3": ssl.TLSVersion.TLSv1_3}
 # Go's names of the TLS 1.2 suites -> OpenSSL's (TLS 1.3 suites are not configurable in Go either)
 _OPENSSL_CIPHERS = {
@@ -58,10 +61,25 @@ _GO_CIPHERS = {openssl: go for go, openssl in _OPENSSL_CIPHERS.items()}
 _ALPN = ("http/1.1",)  # HTTP/2 is not served yet: offering h2 would break clients that pick it
 
 
-class _Policy:
-    """One connection policy, its certificates indexed by name, its contexts."""
+@dataclass(frozen=True)
+class TlsMaterial:
+    """What a config gives the TLS of all its servers: the certificates it holds, the ACME
+    challenges to answer, on-demand TLS, and the tls app's `session_tickets`."""
 
-    def __init__(self, config: Any, certificates: list[Certificate], path: str) -> None:
+    certificates: list[Certificate] = field(default_factory=list)
+    challenges: Challenges | None = None
+    on_demand: OnDemand | None = None
+    session_tickets: Any = None
+
+
+class _Policy:
+    """One connection policy, its certificates indexed by name, its contexts. Each context
+    has its own session ticket key (OpenSSL's, made with it); so that the key rotates
+    (`session_tickets.rotation_interval`, 12 h by default), a context is made anew when it
+    is that old. Python's ssl can't keep earlier keys for decryption, as Caddy does, so a
+    ticket from before a rotation means a full handshake."""
+
+    def __init__(self, config: Any, certificates: list[Certificate], path: str, tickets: Any = None) -> None:
         matchers = dict(config.match or {})
         sni = matchers.pop("sni", None)
         for name in matchers:
@@ -79,7 +97,11 @@ class _Policy:
             if _selected(config.certificate_selection, cert):
                 for name in cert.names:
                     self.by_name.setdefault(name, []).append(cert)
-        self.contexts: dict[Certificate, ssl.SSLContext] = {}
+        self.contexts: dict[Certificate, tuple[ssl.SSLContext, float]] = {}  # -> (context, made at)
+        self.tickets = not (tickets is not None and tickets.disabled)
+        self.rotation = (None if tickets is not None and tickets.disable_rotation
+                         else (tickets.rotation_interval if tickets is not None and tickets.rotation_interval
+                               else TICKET_ROTATION))
 
     def matches(self, server_name: str) -> bool:
         return self.sni is None or any(match_wildcard(server_name, pattern) for pattern in self.sni)
@@ -96,10 +118,16 @@ class _Policy:
         return None
 
     def context(self, cert: Certificate) -> ssl.SSLContext:
-        context = self.contexts.get(cert)
-        if context is None:
-            context = self.contexts[cert] = settings_context(self.config)
-            load_certificate(context, cert)
+        made = self.contexts.get(cert)
+        now = time.monotonic()
+        if made is not None and (self.rotation is None or now - made[1] < self.rotation):
+            return made[0]
+        context = settings_context(self.config)
+        if not self.tickets:  # (TLS 1.2 clients may still resume by session id)
+            context.options |= ssl.OP_NO_TICKET
+            context.num_tickets = 0
+        load_certificate(context, cert)
+        self.contexts[cert] = (context, now)
         return context
 
 
@@ -202,12 +230,11 @@ def _selected(selection: Any, cert: Certificate) -> bool:
 class ServerTls:
     """The TLS side of one HTTP server (see the module docstring)."""
 
-    def __init__(self, policies: tuple[Any, ...], certificates: list[Certificate], path: str,
-                 challenges: Challenges | None = None, on_demand: OnDemand | None = None) -> None:
-        self.challenges = challenges
-        self.on_demand = on_demand
-        self.policies = [_Policy(p, certificates, f"{path}.tls_connection_policies[{i}]")
-                         for i, p in enumerate(policies)]
+    def __init__(self, policies: tuple[Any, ...], material: TlsMaterial, path: str) -> None:
+        self.challenges = material.challenges
+        self.on_demand = material.on_demand
+        self.policies = [_Policy(p, material.certificates, f"{path}.tls_connection_policies[{i}]",
+                                 material.session_tickets) for i, p in enumerate(policies)]
         settings_context(policies[0])  # its errors (trusted CAs that don't load) fail the config now
 
     def select(self, server_name: str, alpn: list[str], local_ip: str) -> ssl.SSLContext | None:

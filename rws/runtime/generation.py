@@ -12,6 +12,7 @@ from rws.errors import RwsError
 from rws.http.routes import BuildContext
 from rws.http.server import HttpServer
 from rws.net.listeners import Listener, ListenerPool, parse_listen
+from rws.net.tls import TlsMaterial
 from rws.observability.logs import build_logs
 from rws.tls.authority import authority_for
 from rws.tls.automatic import Wanted, managed_certificates, plan, stored_acme_certificates, with_redirects
@@ -41,14 +42,14 @@ class Generation:
         self.challenges: Challenges | None = None  # ACME challenges this config's servers answer
         try:
             self.logs = build_logs(self.config.logging, self.ctx)
-            certificates = load_certificates(tls.config.certificates) if tls is not None else []
+            storage = storage_for(self.config.storage)
+            certificates = load_certificates(tls.config.certificates, storage) if tls is not None else []
             if http is not None:
                 app = http.config
                 automatic = plan(app, tree["apps"]["http"], tls.config if tls is not None else None, certificates)
                 redirected = with_redirects(tree["apps"]["http"], app, automatic)
                 if redirected is not None:  # the servers as they run; `self.tree` stays the config as given
                     app = validate_tree({**tree, "apps": {**tree["apps"], "http": redirected}}).apps["http"].config
-                storage = storage_for(self.config.storage)
                 if automatic.internal:
                     authority = authority_for(storage, pki.config if pki is not None else None)
                     assert authority is not None  # `local` always is
@@ -66,13 +67,13 @@ class Generation:
                     assert authority is not None  # `local` always is
                     authority.ensure()  # its root exists from now on, for `rws trust`
                     on_demand = OnDemand(tls.config, self.challenges, authority)
+                material = TlsMaterial(certificates + self.managed, self.challenges, on_demand,
+                                       tls.config.session_tickets if tls is not None else None)
                 self.grace_period = app.grace_period or None
                 self.shutdown_delay = app.shutdown_delay or 0.0
                 for name, server_config in (app.servers or {}).items():
                     self.servers[name] = HttpServer(name, server_config, self.ctx, metrics=app.metrics is not None,
-                                                    certificates=certificates + self.managed,
-                                                    tls_policies=automatic.policies.get(name),
-                                                    challenges=self.challenges, on_demand=on_demand)
+                                                    tls=material, tls_policies=automatic.policies.get(name))
         except BaseException:
             self._run_closers()
             raise

@@ -9,7 +9,10 @@ and the file, as Caddy fails to provision it.
 from __future__ import annotations
 
 import datetime
+import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -18,6 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 from rws.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -73,8 +78,21 @@ def certificate_names(cert: x509.Certificate) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def load_certificates(certificates: dict[str, Any] | None) -> list[Certificate]:
-    """The certificates of the tls app's `certificates` loaders that read files or PEM."""
+def load_certificates(certificates: dict[str, Any] | None, storage: Any = None) -> list[Certificate]:
+    """The certificates of the tls app's `certificates` loaders: `load_files`, `load_pem`,
+    `load_folders` (every `.pem` file under the folders that holds a certificate and its
+    key, as Caddy's) and `load_storage` (pairs of keys in `storage`). An expired one is
+    loaded (chosen only when no other covers a name) and logged."""
+    loaded = _load(certificates, storage)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for cert in loaded:
+        if cert.expired(now):
+            log.warning("certificate has expired", extra={"source": cert.source, "names": list(cert.names),
+                                                          "not_after": cert.not_after.isoformat()})
+    return loaded
+
+
+def _load(certificates: dict[str, Any] | None, storage: Any) -> list[Certificate]:
     loaded: list[Certificate] = []
     for name, loader in (certificates or {}).items():
         path = f"apps.tls.certificates.{name}"
@@ -88,6 +106,22 @@ def load_certificates(certificates: dict[str, Any] | None) -> list[Certificate]:
                 where = f"{path}[{i}]"
                 loaded.append(load_pair(pair.certificate.encode(), pair.key.encode(), pair.tags, where,
                                         f"load_pem[{i}]"))
+        elif name == "load_folders":
+            for i, folder in enumerate(loader.config):
+                if not os.path.isdir(folder):
+                    raise ConfigError(f"{path}[{i}]", f"{folder}: not a folder")
+                for file in sorted(Path(folder).rglob("*.pem")):
+                    bundle = read_file(str(file), f"{path}[{i}]")
+                    if b"PRIVATE KEY-----" in bundle and b"CERTIFICATE-----" in bundle:
+                        loaded.append(load_pair(bundle, bundle, (), f"{path}[{i}]", str(file)))
+        elif name == "load_storage":
+            for i, pair in enumerate(loader.config.pairs):
+                where = f"{path}.pairs[{i}]"
+                chain, key = storage.load(pair.certificate), storage.load(pair.key)
+                if chain is None or key is None:
+                    missing = pair.certificate if chain is None else pair.key
+                    raise ConfigError(where, f"{missing}: not in storage")
+                loaded.append(load_pair(chain, key, pair.tags, where, pair.certificate))
     return loaded
 
 

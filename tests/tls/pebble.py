@@ -21,6 +21,7 @@ import datetime
 import ipaddress
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -36,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 NEW_ORDER = "/order-plz"  # pebble's new-order endpoint; it logs "POST /order-plz -> calling handler()"
-ACCOUNTS = "There are now "  # pebble logs "There are now N accounts in memory" after adding one
+ACCOUNTS = re.compile(r"There are now (\d+) accounts in memory")  # pebble logs it after adding one
 DEFAULT_ENV = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
 
 
@@ -234,8 +235,8 @@ class Pebble:
 
     def accounts(self) -> int:
         """How many accounts pebble holds (it logs the count each time one is added; 0 before)."""
-        counts = [int(line.split(ACCOUNTS, 1)[1].split()[0])
-                  for line in list(self._pebble_out.lines if self._pebble_out else []) if ACCOUNTS in line]
+        counts = [int(m.group(1)) for line in list(self._pebble_out.lines if self._pebble_out else [])
+                  if (m := ACCOUNTS.search(line))]
         return counts[-1] if counts else 0
 
     def root_file(self) -> Path:

@@ -163,6 +163,7 @@ def test_the_account_is_stored_in_caddys_layout_and_reused_after_a_restart(
         assert serving(ports.https, "b.example.com", root)[0] == "b"
     finally:
         again.stop()
+    print(pebble.output)
     assert pebble.accounts() == 1  # the same account placed the second order
     assert pebble.orders() == 2
     assert key.read_bytes() == key_bytes

@@ -387,3 +387,72 @@ def test_read_client_hello_takes_name_and_alpn_and_refuses_anything_else() -> No
             damaged[rng.randrange(len(damaged))] = rng.randrange(256)
         with contextlib.suppress(ValueError):
             read_client_hello(bytes(damaged[:rng.randrange(len(damaged) + 1)]))
+
+
+def _session(port: int, context: ssl.SSLContext, session: ssl.SSLSession | None = None) -> tuple[ssl.SSLSession, bool]:
+    """One request over TLS: the session (with the ticket that came after the handshake)
+    and whether it resumed `session`."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="a.test", session=session) as tls:
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            assert tls.recv(65536).startswith(b"HTTP/1.1 200")
+            assert tls.session is not None
+            return tls.session, tls.session_reused
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_certificates_from_folders_and_storage_and_session_tickets(serve: Any, ca: Authority, tmp_path: Path,
+                                                                   disabled: bool) -> None:
+    crt, key = ca.leaf("a", "a.test")
+    folder = tmp_path / "bundles" / "deeper"
+    folder.mkdir(parents=True)
+    (folder / "a.pem").write_bytes(crt.read_bytes() + key.read_bytes())
+    (folder / "only-a-cert.pem").write_bytes(crt.read_bytes())  # no key: not a bundle, skipped
+    store = tmp_path / "store"
+    b_crt, b_key = ca.leaf("b", "b.test")
+    (store / "mine").mkdir(parents=True)
+    (store / "mine" / "b.crt").write_bytes(b_crt.read_bytes())
+    (store / "mine" / "b.key").write_bytes(b_key.read_bytes())
+    tree = {"storage": {"module": "file_system", "root": str(store)}, "apps": {
+        "http": {"servers": {"srv0": {"listen": ["127.0.0.1:0"], "tls_connection_policies": [{}], "routes": [
+            {"handle": [{"handler": "static_response", "body": "{http.request.host}"}]}]}}},
+        "tls": {"session_tickets": {"disabled": disabled},
+                "certificates": {"load_folders": [str(tmp_path / "bundles")],
+                                 "load_storage": {"pairs": [{"certificate": "mine/b.crt", "key": "mine/b.key"}]}}}}}
+    with serve(tree) as server:
+        port = server.port()
+        assert get(port, "a.test", ca.client()) == ("a.test", ["a.test"])
+        assert get(port, "b.test", ca.client()) == ("b.test", ["b.test"])
+        context = ca.client()
+        session, _ = _session(port, context)
+        assert _session(port, context, session)[1] is not disabled  # resumed with the ticket, unless disabled
+
+
+def test_an_expired_certificate_is_logged_and_a_missing_storage_pair_fails_the_config(
+        ca: Authority, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from rws.tls.certificates import load_certificates
+    from rws.tls.config import StorageLoaderConfig, CertKeyFilePairConfig
+    from rws.tls.storage import FileStorage
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    old = (x509.CertificateBuilder().subject_name(ca.name).issuer_name(ca.name).public_key(key.public_key())
+           .serial_number(1).not_valid_before(NOW - datetime.timedelta(days=30))
+           .not_valid_after(NOW - datetime.timedelta(days=1))
+           .add_extension(x509.SubjectAlternativeName([x509.DNSName("old.test")]), critical=False)
+           .sign(ca.key, hashes.SHA256()))
+
+    class Loader:
+        def __init__(self, config: Any) -> None:
+            self.config = config
+
+    pem = {"certificate": old.public_bytes(serialization.Encoding.PEM).decode(),
+           "key": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()).decode()}
+    pair = type("Pair", (), {**pem, "tags": ()})
+    with caplog.at_level("WARNING"):
+        loaded = load_certificates({"load_pem": Loader([pair])})
+    assert loaded[0].names == ("old.test",)
+    assert any(r.getMessage() == "certificate has expired" for r in caplog.records)
+    missing = StorageLoaderConfig(pairs=(CertKeyFilePairConfig(certificate="x/a.crt", key="x/a.key"),))
+    with pytest.raises(RwsError, match=r"apps\.tls\.certificates\.load_storage\.pairs\[0\]: x/a\.crt: not in storage"):
+        load_certificates({"load_storage": Loader(missing)}, FileStorage(tmp_path))
