@@ -23,7 +23,6 @@ import urllib.parse
 from dataclasses import replace
 from typing import Any
 
-import requests
 
 from rws.tls.authority import LocalAuthority
 from rws.tls.automatic import (RETRY_PAUSES, Wanted, local_certificate, obtain_certificate, policy_for,
@@ -126,6 +125,8 @@ class OnDemand:
         return cert
 
     def _allowed(self, name: str) -> bool:
+        import requests  # (imported when first needed: see rws.tls.acme_issuer)
+
         url = urllib.parse.urlsplit(self.ask)
         query = [(k, v) for k, v in urllib.parse.parse_qsl(url.query, keep_blank_values=True) if k != "domain"]
         target = url._replace(query=urllib.parse.urlencode([*query, ("domain", name)])).geturl()
