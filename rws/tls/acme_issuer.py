@@ -1,75 +1,20 @@
 """The ACME issuer (`tls.issuance.acme`): certificates from an ACME CA (RFC 8555), Let's
-Encrypt unless `ca` names another directory.
-
-The account key lives in storage under `acme/<issuer>/users/<email>/` (Caddy's layout,
-`<issuer>` being the directory URL made a path segment) and is reused: asking for an
-account with a known key returns the existing account, so a CA that forgot the account
-(a test CA restarted) gets a new one for the same key. An order is answered with HTTP-01,
-then, when that is disabled or its validation failed, with a new order and TLS-ALPN-01
-(see rws.tls.challenges). The calls block: they run in a thread of the process that
-manages certificates, never in a worker.
+Encrypt unless `ca` names another directory. The protocol itself is in rws.tls.acme_client,
+imported when a certificate is obtained (the acme library and its dependencies weigh
+some megabytes that a process which never obtains one doesn't carry).
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime
-import ipaddress
-import logging
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from josepy.b64 import b64encode
-from josepy.jwa import ES256
-from josepy.jwk import JWK, JWKEC
-import requests
-from acme import challenges as acme_challenges
-from acme import client as acme_client
-from acme import crypto_util
-from acme import errors as acme_errors
-from acme import messages
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-
-from rws.errors import RwsError
 from rws.tls.challenges import HTTP_01, TLS_ALPN_01, Challenges
 from rws.tls.storage import FileStorage, safe_key
 
-log = logging.getLogger(__name__)
-
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 DEFAULT_TIMEOUT = 90.0  # seconds an order may take, validation included
-NETWORK_TIMEOUT = 30
-NONCE_RETRIES = 10
-
-
-class _Network(acme_client.ClientNetwork):
-    """A request the CA refused for its nonce is sent again with a fresh one (badNonce is
-    retryable, RFC 8555 §6.5), up to `NONCE_RETRIES` times."""
-
-    def post(self, *args: Any, **kwargs: Any) -> requests.Response:
-        for _ in range(NONCE_RETRIES):
-            try:
-                return super().post(*args, **kwargs)
-            except messages.Error as exc:
-                if exc.code != "badNonce":
-                    raise
-        return super().post(*args, **kwargs)
-
-
-class AcmeError(RwsError):
-    """Obtaining a certificate failed; the message says which step and what the CA said."""
-
-
-class _Ready(acme_challenges.KeyAuthorizationChallengeResponse):
-    """The empty object that asks the CA to validate a challenge (RFC 8555 §7.5.1). (It
-    carries the key authorization, which isn't sent, because the client sends a response
-    with no fields as an empty POST-as-GET.)"""
-
-    typ = "ready"
 
 
 @dataclass(frozen=True)
@@ -105,141 +50,6 @@ class AcmeIssuer:
 
     def obtain(self, name: str, storage: FileStorage, challenges: Challenges) -> tuple[bytes, bytes]:
         """A certificate for `name`: (the full chain, its private key), both PEM."""
-        if not self.challenge_types:
-            raise AcmeError("every challenge type is disabled")
-        key_pem = _private_key(self.key_type)
-        ip = _ip(name)
-        csr = crypto_util.make_csr(key_pem, [] if ip else [name], ipaddrs=[ip] if ip else None)
-        with self._verify() as verify:
-            client, account_key = self._client(storage, verify)
-            failures: list[str] = []
-            for kind in self.challenge_types:
-                try:
-                    chain = self._order(client, account_key, csr, kind, challenges)
-                except acme_errors.ValidationError as exc:
-                    failures.append(f"{kind}: {_validation_detail(exc)}")
-                    continue
-                except acme_errors.TimeoutError:
-                    failures.append(f"{kind}: the CA did not finish within {self.timeout:g}s")
-                    continue
-                except (messages.Error, acme_errors.Error, requests.RequestException) as exc:
-                    raise AcmeError(f"{self.ca}: {_describe(exc)}") from None
-                return chain, key_pem
-        raise AcmeError(f"{self.ca}: validation failed ({'; '.join(failures)})")
+        from rws.tls.acme_client import obtain
 
-    def _order(self, client: acme_client.ClientV2, account_key: JWK, csr: bytes, kind: str,
-               challenges: Challenges) -> bytes:
-        order = client.new_order(csr)
-        published: list[str] = []
-        try:
-            for authz in order.authorizations:
-                if authz.body.status == messages.STATUS_VALID:
-                    continue
-                challenge = next((c for c in authz.body.challenges if c.to_partial_json().get("type") == kind), None)
-                if challenge is None:
-                    raise AcmeError(f"the CA offers no {kind} challenge for {authz.body.identifier.value}")
-                token = str(challenge.chall.to_partial_json()["token"])
-                key_authorization = f"{token}.{b64encode(account_key.thumbprint()).decode()}"
-                identifier = authz.body.identifier.value
-                challenges.publish(identifier, kind, token, key_authorization)
-                published.append(identifier)
-                # (not `answer_challenge`: it insists on a Link header that not every CA sends)
-                client.net.post(challenge.uri, _Ready(key_authorization=key_authorization), new_nonce_url=client.directory["newNonce"])
-            deadline = datetime.datetime.now() + datetime.timedelta(seconds=self.timeout)
-            done = client.poll_and_finalize(order, deadline)
-        finally:
-            for identifier in published:
-                challenges.withdraw(identifier)
-        return str(done.fullchain_pem).encode()
-
-    def _client(self, storage: FileStorage, verify: bool | str) -> tuple[acme_client.ClientV2, JWK]:
-        """A client signed in with the stored account (made and stored the first time)."""
-        user = safe_key(self.email or "default")
-        folder = f"acme/{self.key}/users/{user}"
-        base = f"{folder}/{safe_key(self.email.split('@')[0] or 'default')}"
-        with storage.lock(f"account_{self.key}_{user}"):
-            key_pem = storage.load(base + ".key")
-            if key_pem is None:
-                key_pem = _private_key("p256")
-                storage.store(base + ".key", key_pem, private=True)
-        account_key = JWKEC(key=serialization.load_pem_private_key(key_pem, password=None))
-        # `verify_ssl` goes to requests' `verify`, which takes a CA file as well as a bool
-        net = _Network(account_key, alg=ES256, verify_ssl=verify,  # type: ignore[arg-type]
-                       user_agent="rws", timeout=NETWORK_TIMEOUT)
-        try:
-            directory = acme_client.ClientV2.get_directory(self.ca, net)
-            client = acme_client.ClientV2(directory, net)
-            binding = None
-            if self.external_account is not None:
-                binding = messages.ExternalAccountBinding.from_data(
-                    account_public_key=account_key.public_key(), kid=self.external_account[0],
-                    hmac_key=self.external_account[1], directory=directory)
-            registration = messages.NewRegistration.from_data(
-                email=self.email or None, terms_of_service_agreed=True, external_account_binding=binding)
-            try:
-                account = client.new_account(registration)
-                storage.store(base + ".json", account.json_dumps().encode())
-            except acme_errors.ConflictError as known:  # the CA knows this key: its account
-                net.account = messages.RegistrationResource(uri=known.location, body=messages.Registration())
-        except (messages.Error, acme_errors.Error, requests.RequestException) as exc:
-            raise AcmeError(f"{self.ca}: account: {_describe(exc)}") from None
-        return client, account_key
-
-    @contextlib.contextmanager
-    def _verify(self) -> Iterator[bool | str]:
-        """How the client checks the CA's HTTPS certificate: the system's roots, or the
-        `trusted_roots_pem_files` (one bundle file made of them)."""
-        if not self.trusted_roots:
-            yield True
-            return
-        if len(self.trusted_roots) == 1:
-            yield self.trusted_roots[0]
-            return
-        with tempfile.NamedTemporaryFile("wb", suffix=".pem") as bundle:
-            for path in self.trusted_roots:
-                try:
-                    with open(path, "rb") as fh:
-                        bundle.write(fh.read() + b"\n")
-                except OSError as exc:
-                    raise AcmeError(f"reading {path}: {exc.strerror or exc}") from None
-            bundle.flush()
-            yield bundle.name
-
-
-def _private_key(key_type: str) -> bytes:
-    """A new private key of Caddy's `key_type` (ECDSA P-256 by default), PEM."""
-    key: Any
-    if key_type == "p384":
-        key = ec.generate_private_key(ec.SECP384R1())
-    elif key_type in ("rsa2048", "rsa4096"):
-        key = rsa.generate_private_key(65537, int(key_type[3:]))
-    elif key_type == "ed25519":
-        key = ed25519.Ed25519PrivateKey.generate()
-    else:
-        key = ec.generate_private_key(ec.SECP256R1())
-    return bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()))
-
-
-def _ip(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(name)
-    except ValueError:
-        return None
-
-
-def _validation_detail(exc: acme_errors.ValidationError) -> str:
-    details = []
-    for authz in exc.failed_authzrs:
-        for challenge in authz.body.challenges:
-            if challenge.error is not None:
-                details.append(f"{authz.body.identifier.value}: {_describe(challenge.error)}")
-    return "; ".join(details) or "the CA refused the authorization"
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, messages.Error):
-        return f"{exc.typ.rsplit(':', 1)[-1] if exc.typ else 'error'}: {exc.detail or exc.title or ''}".strip()
-    if isinstance(exc, requests.RequestException):
-        return f"cannot reach the CA: {type(exc).__name__}: {exc}"
-    return str(exc) or type(exc).__name__
+        return obtain(self, name, storage, challenges)

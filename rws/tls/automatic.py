@@ -250,10 +250,13 @@ def obtain_certificate(item: Wanted, challenges: Challenges) -> Certificate:
         for issuer in item.issuers:
             try:
                 chain, key = issuer.obtain(item.name, storage, challenges)
-            except RwsError as exc:
-                failures.append(str(exc))
-                continue
-            return _store(storage, issuer.key, item.name, chain, key, issuer=issuer.ca)
+                return _store(storage, issuer.key, item.name, chain, key, issuer=issuer.ca)
+            except Exception as exc:  # the CA's refusal, or an issuer's bug: the next issuer is tried
+                error = str(exc) if isinstance(exc, RwsError) else f"{type(exc).__name__}: {exc}"
+                if len(item.issuers) > 1:
+                    log.warning("could not get a certificate from this issuer",
+                                extra={"identifier": item.name, "issuer": issuer.ca, "error": error})
+                failures.append(error)
     raise RwsError("; ".join(failures))
 
 
