@@ -1,7 +1,9 @@
 """The `http` transport: HTTP/1.1 to upstreams over pooled keep-alive connections.
 
-Each upstream address has a pool of idle connections (most recently used first, at most
-`max_idle_conns_per_host`, closed after `idle_timeout`) and an optional cap on open
+Each upstream address has a pool of idle connections (most recently used first, closed
+after `idle_timeout`; those beyond `max_idle_conns_per_host` are closed after
+`TRIM_GRACE`, so that a burst of responses doesn't close the connections the next burst
+of requests would dial again) and an optional cap on open
 connections (`max_conns_per_host`: callers wait their turn). A connection goes back to
 its pool only after a complete exchange: the request was sent in full, the response
 body was read to its end and both sides agreed to keep it open. One that saw an error,
@@ -34,6 +36,7 @@ DEFAULT_DIAL_TIMEOUT = 3.0
 DEFAULT_IDLE_CONNS_PER_HOST = 32
 DEFAULT_IDLE_TIMEOUT = 120.0
 DEFAULT_MAX_RESPONSE_HEADER_SIZE = 10 << 20  # as Go's transport
+TRIM_GRACE = 1.0  # seconds idle connections beyond max_idle_conns_per_host are kept
 MAX_POOLS = 1024  # upstream addresses with a pool, before pools without connections are dropped
 
 
@@ -359,6 +362,7 @@ class Pool:
         self.open = 0
         self.waiting: collections.deque[asyncio.Future[None]] = collections.deque()
         self.sweep: asyncio.TimerHandle | None = None  # closes connections idle too long
+        self.trim: asyncio.TimerHandle | None = None  # closes idle connections beyond the cap
 
     def take_idle(self) -> UpstreamConnection | None:
         """The most recently used idle connection that is still good, if any."""
@@ -407,7 +411,7 @@ class Pool:
         """The exchange on `conn` is over: keep it for the next one, or close it."""
         if conn.parser is None:
             return  # already handed back
-        if conn.reusable() and self.transport.keep_alive and len(self.idle) < self.transport.max_idle_per_host:
+        if conn.reusable() and self.transport.keep_alive:
             conn.parser = None
             conn.head = None
             conn.informational = None
@@ -415,6 +419,8 @@ class Pool:
             self.idle.append(conn)
             if self.sweep is None:
                 self.sweep = conn.loop.call_later(self.transport.idle_timeout, self._sweep)
+            if self.trim is None and len(self.idle) > self.transport.max_idle_per_host:
+                self.trim = conn.loop.call_later(TRIM_GRACE, self._trim)
         else:
             conn.parser = None
             conn.close()
@@ -435,6 +441,13 @@ class Pool:
         if keep:
             self.sweep = asyncio.get_running_loop().call_later(self.transport.idle_timeout, self._sweep)
 
+    def _trim(self) -> None:
+        """Close the least recently used idle connections beyond `max_idle_conns_per_host`."""
+        self.trim = None
+        while len(self.idle) > self.transport.max_idle_per_host:
+            self.idle.popleft().close()
+            self.open -= 1
+
     def _wake_one(self) -> None:
         while self.waiting:
             waiter = self.waiting.popleft()
@@ -443,9 +456,10 @@ class Pool:
                 return
 
     def close(self) -> None:
-        if self.sweep is not None:
-            self.sweep.cancel()
-            self.sweep = None
+        for timer in (self.sweep, self.trim):
+            if timer is not None:
+                timer.cancel()
+        self.sweep = self.trim = None
         while self.idle:
             self.idle.pop().close()
 

@@ -466,3 +466,54 @@ def test_upstream_addresses_taken_from_requests_stay_bounded(serve, backend):
                 assert client.get(server.url("/"), headers={"X-Upstream": dial}).status_code == 502
         known = len(upstream_states())
     assert known <= MAX_KNOWN_HOSTS + 1
+
+
+def _burst(url: str, count: int) -> None:
+    """`count` requests at once, each on a connection of its own."""
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(httpx.get(url, timeout=10).status_code))
+               for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [200] * count
+
+
+def test_idle_connections_beyond_the_cap_wait_for_the_next_burst_then_close(serve, backend, monkeypatch):
+    import rws.handlers.reverse_proxy.upstream_pool as upstream_pool
+
+    together = threading.Barrier(6)
+
+    def respond(ex: Exchange) -> None:
+        together.wait(timeout=10)  # all six are in flight at once: six upstream connections
+        ex.reply(200, b"ok")
+
+    backend.respond = respond
+    monkeypatch.setattr(upstream_pool, "TRIM_GRACE", 30.0)
+    config = proxy_config(backend.address, transport={"protocol": "http", "keep_alive": {"max_idle_conns_per_host": 2}})
+    with serve(config) as server:
+        _burst(server.url("/"), 6)
+        assert backend.connections == 6
+        _burst(server.url("/"), 6)  # within the grace: the six idle connections serve the next burst
+        assert backend.connections == 6
+        pool = next(iter(upstream_pool_of(server)))
+        assert len(pool.idle) == 6 and pool.trim is not None
+        timer = pool.trim
+        server.loop.call_soon_threadsafe(lambda: (timer.cancel(), pool._trim()))  # the grace is over
+        deadline = time.monotonic() + 10
+        while len(backend.open) > 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(backend.open) == 2 and len(pool.idle) == 2  # the least recently used beyond the cap closed
+
+
+def upstream_pool_of(server: Any) -> list[Any]:
+    from rws.handlers.reverse_proxy.handler import ReverseProxy
+
+    pools = []
+    for gen_server in server.runtime.generation.servers.values():
+        for route in gen_server.routes.routes:
+            for handler in route.handlers:
+                if isinstance(handler, ReverseProxy):
+                    pools += list(handler.transport.pools.values())
+    return pools
