@@ -1,9 +1,7 @@
 """The ACME protocol for rws.tls.acme_issuer (acme + josepy).
 
-The account key lives in storage under `acme/<issuer>/users/<email>/` (Caddy's layout,
-`<issuer>` being the directory URL made a path segment) and is reused: asking for an
-account with a known key returns the existing account, so a CA that forgot the account
-(a test CA restarted) gets a new one for the same key. An order is answered with HTTP-01,
+The account lives in storage under `acme/<issuer>/users/<email>/` (Caddy's layout,
+`<issuer>` being the directory URL made a path segment) and is reused (`_Account`). An order is answered with HTTP-01,
 then, when that is disabled or its validation failed, with a new order and TLS-ALPN-01
 (see rws.tls.challenges). The calls block: they run in a thread of the process that
 manages certificates, never in a worker.
@@ -14,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import ipaddress
+import json
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -76,11 +75,17 @@ def obtain(issuer: AcmeIssuer, name: str, storage: FileStorage, challenges: Chal
     ip = _ip(name)
     csr = crypto_util.make_csr(key_pem, [] if ip else [name], ipaddrs=[ip] if ip else None)
     with _verify(issuer) as verify:
-        client, account_key = _client(issuer, storage, verify)
+        account = _Account(issuer, storage, verify)
         failures: list[str] = []
         for kind in issuer.challenge_types:
             try:
-                chain = _order(issuer, client, account_key, csr, kind, challenges)
+                try:
+                    chain = _order(issuer, account.client, account.key, csr, kind, challenges)
+                except messages.Error as exc:
+                    if exc.code != "accountDoesNotExist" or account.registered:
+                        raise
+                    account.register()  # the CA forgot the stored account (a test CA restarted)
+                    chain = _order(issuer, account.client, account.key, csr, kind, challenges)
             except acme_errors.ValidationError as exc:
                 failures.append(f"{kind}: {_validation_detail(exc)}")
                 continue
@@ -92,8 +97,9 @@ def obtain(issuer: AcmeIssuer, name: str, storage: FileStorage, challenges: Chal
             return chain, key_pem
     raise AcmeError(f"{issuer.ca}: validation failed ({'; '.join(failures)})")
 
+
 def _order(issuer: AcmeIssuer, client: acme_client.ClientV2, account_key: JWK, csr: bytes, kind: str,
-       challenges: Challenges) -> bytes:
+           challenges: Challenges) -> bytes:
     order = client.new_order(csr)
     published: list[str] = []
     try:
@@ -117,44 +123,77 @@ def _order(issuer: AcmeIssuer, client: acme_client.ClientV2, account_key: JWK, c
             challenges.withdraw(identifier)
     return str(done.fullchain_pem).encode()
 
-def _client(issuer: AcmeIssuer, storage: FileStorage, verify: bool | str) -> tuple[acme_client.ClientV2, JWK]:
-    """A client signed in with the stored account (made and stored the first time)."""
-    user = safe_key(issuer.email or "default")
-    folder = f"acme/{issuer.key}/users/{user}"
-    base = f"{folder}/{safe_key(issuer.email.split('@')[0] or 'default')}"
-    with storage.lock(f"account_{issuer.key}_{user}"):
-        key_pem = storage.load(base + ".key")
-        if key_pem is None:
-            key_pem = _private_key("p256")
-            storage.store(base + ".key", key_pem, private=True)
-    account_key = JWKEC(key=serialization.load_pem_private_key(key_pem, password=None))
-    # `verify_ssl` goes to requests' `verify`, which takes a CA file as well as a bool
-    net = _Network(account_key, alg=ES256, verify_ssl=verify,  # type: ignore[arg-type]
-                   user_agent="rws", timeout=NETWORK_TIMEOUT)
-    try:
-        directory = acme_client.ClientV2.get_directory(issuer.ca, net)
-        client = acme_client.ClientV2(directory, net)
-        binding = None
-        if issuer.external_account is not None:
+
+class _Account:
+    """The ACME account of an issuer's CA and email, in Caddy's layout:
+    `acme/<issuer>/users/<email>/<local part>.key` and `.json` (`status`, `contact`,
+    `termsOfServiceAgreed`, `location`). A stored account is used as it is; one is
+    registered (and only then stored) when there is none, or when the CA says it has
+    forgotten it. Registering a key the CA knows returns its account."""
+
+    def __init__(self, issuer: AcmeIssuer, storage: FileStorage, verify: bool | str) -> None:
+        self.issuer, self.storage = issuer, storage
+        user = safe_key(issuer.email or "default")
+        self.lock = f"account_{issuer.key}_{user}"
+        self.base = f"acme/{issuer.key}/users/{user}/{safe_key(issuer.email.split('@')[0] or 'default')}"
+        self.registered = False
+        with storage.lock(self.lock):
+            key_pem = storage.load(self.base + ".key")
+            location = _location(storage.load(self.base + ".json")) if key_pem is not None else ""
+            self.key_pem = key_pem or _private_key("p256")
+            self.key = JWKEC(key=serialization.load_pem_private_key(self.key_pem, password=None))
+            # `verify_ssl` goes to requests' `verify`, which takes a CA file as well as a bool
+            self.net = _Network(self.key, alg=ES256, verify_ssl=verify,  # type: ignore[arg-type]
+                                user_agent="rws", timeout=NETWORK_TIMEOUT)
             try:
-                binding = messages.ExternalAccountBinding.from_data(
-                    account_public_key=account_key.public_key(), kid=issuer.external_account[0],
-                    hmac_key=issuer.external_account[1], directory=directory)
-            except ValueError as exc:  # the MAC key isn't base64url
-                raise AcmeError(f"{issuer.ca}: account: the external account binding's MAC key: {exc}") from None
-        registration = messages.NewRegistration.from_data(
-            email=issuer.email or None, terms_of_service_agreed=True, external_account_binding=binding)
+                self.client = acme_client.ClientV2(acme_client.ClientV2.get_directory(issuer.ca, self.net), self.net)
+            except (messages.Error, acme_errors.Error, requests.RequestException) as exc:
+                raise AcmeError(f"{issuer.ca}: directory: {_describe(exc)}") from None
+            if location:
+                self.net.account = messages.RegistrationResource(uri=location, body=messages.Registration())
+            else:
+                self._register()
+
+    def register(self) -> None:
+        with self.storage.lock(self.lock):
+            self._register()
+
+    def _register(self) -> None:
+        issuer = self.issuer
         try:
-            account = client.new_account(registration)
-            # stored without the binding the CA may echo back (pebble does), which the acme
-            # library decodes into a mapping its own json_dumps cannot encode
-            stored = account.update(body=account.body.update(external_account_binding=None))
-            storage.store(base + ".json", stored.json_dumps().encode())
-        except acme_errors.ConflictError as known:  # the CA knows this key: its account
-            net.account = messages.RegistrationResource(uri=known.location, body=messages.Registration())
-    except (messages.Error, acme_errors.Error, requests.RequestException) as exc:
-        raise AcmeError(f"{issuer.ca}: account: {_describe(exc)}") from None
-    return client, account_key
+            binding = None
+            if issuer.external_account is not None:
+                try:
+                    binding = messages.ExternalAccountBinding.from_data(
+                        account_public_key=self.key.public_key(), kid=issuer.external_account[0],
+                        hmac_key=issuer.external_account[1], directory=self.client.directory)
+                except ValueError as exc:  # the MAC key isn't base64url
+                    raise AcmeError(f"{issuer.ca}: account: the external account binding's MAC key: {exc}") from None
+            registration = messages.NewRegistration.from_data(
+                email=issuer.email or None, terms_of_service_agreed=True, external_account_binding=binding)
+            try:
+                account = self.client.new_account(registration)
+                location, status = account.uri, str(account.body.status or "valid")
+            except acme_errors.ConflictError as known:  # the CA knows this key: its account
+                location, status = known.location, "valid"
+                self.net.account = messages.RegistrationResource(uri=location, body=messages.Registration())
+        except (messages.Error, acme_errors.Error, requests.RequestException) as exc:
+            raise AcmeError(f"{issuer.ca}: account: {_describe(exc)}") from None
+        self.registered = True
+        self.storage.store(self.base + ".key", self.key_pem, private=True)
+        self.storage.store(self.base + ".json", json.dumps({
+            "status": status, "contact": [f"mailto:{issuer.email}"] if issuer.email else [],
+            "termsOfServiceAgreed": True, "location": location}).encode())
+
+
+def _location(data: bytes | None) -> str:
+    try:
+        account = json.loads(data) if data else None
+    except ValueError:
+        return ""
+    location = account.get("location") if isinstance(account, dict) else None
+    return location if isinstance(location, str) else ""
+
 
 @contextlib.contextmanager
 def _verify(issuer: AcmeIssuer) -> Iterator[bool | str]:
@@ -175,6 +214,7 @@ def _verify(issuer: AcmeIssuer) -> Iterator[bool | str]:
                 raise AcmeError(f"reading {path}: {exc.strerror or exc}") from None
         bundle.flush()
         yield bundle.name
+
 
 def _private_key(key_type: str) -> bytes:
     """A new private key of Caddy's `key_type` (ECDSA P-256 by default), PEM."""

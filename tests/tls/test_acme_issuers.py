@@ -160,8 +160,9 @@ def test_account_files_are_stored_in_caddys_layout(tmp_path: Path, ports: Ports,
         key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
         assert isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
         registration = json.loads((account / f"{base}.json").read_text())
-        assert contact in json.dumps(registration)
-        assert f"{pebble.directory.rsplit('/', 1)[0]}/my-account/" in json.dumps(registration)
+        assert sorted(registration) == ["contact", "location", "status", "termsOfServiceAgreed"]  # as certmagic's
+        assert registration["contact"] == [contact] and registration["status"] == "valid"
+        assert registration["location"].startswith(f"{pebble.directory.rsplit('/', 1)[0]}/my-account/")
     assert pebble.accounts() == 2
 
 
@@ -190,3 +191,25 @@ def test_the_account_is_reused_after_a_restart(tmp_path: Path, ports: Ports, peb
     assert (account / "test.key").read_bytes() == key
     assert (account / "test.json").read_bytes() == registration
     assert [p.name for p in account.parent.iterdir()] == [EMAIL]
+
+
+def test_an_account_the_ca_has_forgotten_is_registered_again(tmp_path: Path, ports: Ports, pebble: Pebble) -> None:
+    account = storage(tmp_path) / "acme" / issuer_key(pebble.directory) / "users" / EMAIL
+    process = start(tmp_path, rwsfile(ports, pebble.directory, pebble.ca_file, site("a.example.com", "a")))
+    try:
+        obtained(process, "a.example.com")
+    finally:
+        process.stop()
+    registration = json.loads((account / "test.json").read_text())
+    known = registration["location"]
+    registration["location"] = known.rsplit("/", 1)[0] + "/forgotten"
+    (account / "test.json").write_text(json.dumps(registration))
+    process = start(tmp_path, rwsfile(ports, pebble.directory, pebble.ca_file,
+                                      site("a.example.com", "a") + site("b.example.com", "b")))
+    try:
+        obtained(process, "b.example.com")
+        assert [r["attempt"] for r in records(process, "obtaining certificate")] == [1]
+    finally:
+        process.stop()
+    assert json.loads((account / "test.json").read_text())["location"] == known  # the same key: the same account
+    assert pebble.accounts() == 1

@@ -1,7 +1,7 @@
 """The `http` transport: HTTP/1.1 to upstreams over pooled keep-alive connections.
 
 Each upstream address has a pool of idle connections (most recently used first, closed
-after `idle_timeout`; those beyond `max_idle_conns_per_host` are closed after
+after `idle_timeout`; those beyond `max_idle_conns_per_host` once they have been idle for
 `TRIM_GRACE`, so that a burst of responses doesn't close the connections the next burst
 of requests would dial again) and an optional cap on open
 connections (`max_conns_per_host`: callers wait their turn). A connection goes back to
@@ -36,7 +36,7 @@ DEFAULT_DIAL_TIMEOUT = 3.0
 DEFAULT_IDLE_CONNS_PER_HOST = 32
 DEFAULT_IDLE_TIMEOUT = 120.0
 DEFAULT_MAX_RESPONSE_HEADER_SIZE = 10 << 20  # as Go's transport
-TRIM_GRACE = 1.0  # seconds idle connections beyond max_idle_conns_per_host are kept
+TRIM_GRACE = 1.0  # seconds a connection beyond max_idle_conns_per_host may stay idle
 MAX_POOLS = 1024  # upstream addresses with a pool, before pools without connections are dropped
 
 
@@ -442,11 +442,17 @@ class Pool:
             self.sweep = asyncio.get_running_loop().call_later(self.transport.idle_timeout, self._sweep)
 
     def _trim(self) -> None:
-        """Close the least recently used idle connections beyond `max_idle_conns_per_host`."""
+        """Close the idle connections beyond `max_idle_conns_per_host` that have been idle
+        `TRIM_GRACE` (least recently used first). Under steady load connections are idle
+        for moments only, so none is closed to be dialed again."""
         self.trim = None
-        while len(self.idle) > self.transport.max_idle_per_host:
+        cap, now = self.transport.max_idle_per_host, time.monotonic()
+        while len(self.idle) > cap and now - self.idle[0].idle_since >= TRIM_GRACE:
             self.idle.popleft().close()
             self.open -= 1
+        if len(self.idle) > cap:
+            wait = TRIM_GRACE - (now - self.idle[0].idle_since)
+            self.trim = asyncio.get_running_loop().call_later(wait, self._trim)
 
     def _wake_one(self) -> None:
         while self.waiting:

@@ -499,8 +499,12 @@ def test_idle_connections_beyond_the_cap_wait_for_the_next_burst_then_close(serv
         assert backend.connections == 6
         pool = next(iter(upstream_pool_of(server)))
         assert len(pool.idle) == 6 and pool.trim is not None
+        server.loop.call_soon_threadsafe(pool._trim)  # within the grace: nothing closes
+        time.sleep(0.2)
+        assert len(pool.idle) == 6 and len(backend.open) == 6
+        monkeypatch.setattr(upstream_pool, "TRIM_GRACE", 0.0)  # the grace is over
         timer = pool.trim
-        server.loop.call_soon_threadsafe(lambda: (timer.cancel(), pool._trim()))  # the grace is over
+        server.loop.call_soon_threadsafe(lambda: (timer.cancel(), pool._trim()))
         deadline = time.monotonic() + 10
         while len(backend.open) > 2 and time.monotonic() < deadline:
             time.sleep(0.02)
