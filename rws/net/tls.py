@@ -38,6 +38,7 @@ from rws.tls.names import match_wildcard
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 10.0
+SHUTDOWN_TIMEOUT = 2.0  # seconds a closing connection waits for the client's close_notify (not 30)
 TICKET_ROTATION = 12 * 3600.0  # seconds, Caddy's default STEK rotation interval
 _VERSIONS = {"tls1.2": ssl.TLSVersion.TLSv1_2, "tls1.3": ssl.TLSVersion.TLSv1_3}
 # Go's names of the TLS 1.2 suites -> OpenSSL's (TLS 1.3 suites are not configurable in Go either)
@@ -391,7 +392,8 @@ class TlsAccept(asyncio.Protocol):
         protocol = self.make()
         handoff = _Handoff()
         starting = loop.create_task(loop.start_tls(transport, handoff, context, server_side=True,
-                                                   ssl_handshake_timeout=self.timeout))
+                                                   ssl_handshake_timeout=self.timeout,
+                                                   ssl_shutdown_timeout=SHUTDOWN_TIMEOUT))
         try:
             while transport.get_protocol() is self and not starting.done():
                 await asyncio.sleep(0)  # `starting` takes the transport over

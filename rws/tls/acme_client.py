@@ -160,6 +160,7 @@ class _Account:
 
     def _register(self) -> None:
         issuer = self.issuer
+        self.net.account = None  # a new account's request is signed with the key itself, not an account URL
         try:
             binding = None
             if issuer.external_account is not None:

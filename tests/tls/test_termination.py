@@ -456,3 +456,35 @@ def test_an_expired_certificate_is_logged_and_a_missing_storage_pair_fails_the_c
     missing = StorageLoaderConfig(pairs=(CertKeyFilePairConfig(certificate="x/a.crt", key="x/a.key"),))
     with pytest.raises(RwsError, match=r"apps\.tls\.certificates\.load_storage\.pairs\[0\]: x/a\.crt: not in storage"):
         load_certificates({"load_storage": Loader(missing)}, FileStorage(tmp_path))
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_closing_connection_does_not_wait_long_for_the_clients_close_notify(serve: Any, ca: Authority,
+                                                                              loop: str) -> None:
+    """After `Connection: close` the server sends close_notify; a client that never answers
+    it (nor closes) has the connection closed within seconds, not the TLS layer's 30."""
+    with serve(three_sites(ca), loop=loop) as server:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ca.client().wrap_bio(incoming, outgoing, server_hostname="b.test")
+        with socket.create_connection(("127.0.0.1", server.port()), timeout=10) as raw:
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    raw.sendall(outgoing.read())
+                    incoming.write(raw.recv(65536))
+            tls.write(b"GET / HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n")
+            raw.sendall(outgoing.read())
+            while chunk := raw.recv(65536):  # the response, the close_notify, then the end (a timeout fails)
+                incoming.write(chunk)
+            data = b""
+            while True:
+                try:
+                    chunk = tls.read(65536)
+                except (ssl.SSLZeroReturnError, ssl.SSLWantReadError):  # its close_notify; the end
+                    break
+                if not chunk:
+                    break
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"B")
