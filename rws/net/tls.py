@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 10.0
 SHUTDOWN_TIMEOUT = 2.0  # seconds a closing connection waits for the client's close_notify (not 30)
+MAX_CONTEXTS = 10_000  # contexts a policy keeps, one per certificate
 TICKET_ROTATION = 12 * 3600.0  # seconds, Caddy's default STEK rotation interval
 _VERSIONS = {"tls1.2": ssl.TLSVersion.TLSv1_2, "tls1.3": ssl.TLSVersion.TLSv1_3}
 # Go's names of the TLS 1.2 suites -> OpenSSL's (TLS 1.3 suites are not configurable in Go either)
@@ -128,6 +129,8 @@ class _Policy:
             context.options |= ssl.OP_NO_TICKET
             context.num_tickets = 0
         load_certificate(context, cert)
+        if len(self.contexts) >= MAX_CONTEXTS:  # on-demand names are many: start afresh
+            self.contexts.clear()
         self.contexts[cert] = (context, now)
         return context
 
@@ -258,26 +261,34 @@ class ServerTls:
         return policy.context(cert) if policy is not None else None
 
 
-def read_client_hello(data: bytes | bytearray) -> tuple[str, list[str]] | None:
+def read_client_hello(data: bytes | bytearray) -> tuple[str, list[str]] | int:
     """The server name (lower-case, "" when none) and ALPN protocols of the ClientHello at
-    the start of `data`; None while it is incomplete. ValueError when `data` is no TLS
-    ClientHello (a ClientHello may span several records)."""
+    the start of `data`; while it is incomplete, how long `data` must be before this can
+    say more (so that a ClientHello trickled in byte by byte is not read again for each
+    byte). ValueError when `data` is no TLS ClientHello: not a handshake, an empty record,
+    more than `MAX_HELLO_RECORDS` records, or bigger than `MAX_EARLY_BYTES`."""
     message = bytearray()
-    at = 0
+    at = records = 0
     while True:
         if len(data) < at + 5:
-            return None
+            return at + 5
         if data[at] != _HANDSHAKE_RECORD:
             raise ValueError("not a TLS handshake record")
-        end = at + 5 + int.from_bytes(data[at + 3:at + 5], "big")
+        length = int.from_bytes(data[at + 3:at + 5], "big")
+        records += 1
+        if length == 0 or records > MAX_HELLO_RECORDS:
+            raise ValueError("an empty record, or too many records, for a ClientHello")
+        end = at + 5 + length
         if len(data) < end:
-            return None
+            return end
         message += data[at + 5:end]
         at = end
         if len(message) >= 4:
             if message[0] != _CLIENT_HELLO:
                 raise ValueError("not a ClientHello")
             size = 4 + int.from_bytes(message[1:4], "big")
+            if size > MAX_EARLY_BYTES:
+                raise ValueError("a ClientHello bigger than any client sends")
             if len(message) >= size:
                 break
     try:
@@ -329,6 +340,7 @@ class TlsAccept(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
         self.early = bytearray()
+        self.needed = 0  # bytes `early` must have before the ClientHello is read again
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -336,7 +348,10 @@ class TlsAccept(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.early += data
-        if self.task is not None:  # the handshake is starting: these go to it as well
+        if len(self.early) > MAX_EARLY_BYTES:  # no ClientHello is this big; nor what may follow it
+            self._close()
+            return
+        if self.task is not None or len(self.early) < self.needed:  # (bytes for the handshake, when it starts)
             return
         try:
             hello = read_client_hello(self.early)
@@ -344,9 +359,8 @@ class TlsAccept(asyncio.Protocol):
             log.debug("not a TLS ClientHello; closing", extra={"error": str(exc)})
             self._close()
             return
-        if hello is None:
-            if len(self.early) > MAX_EARLY_BYTES:  # no ClientHello is this big
-                self._close()
+        if isinstance(hello, int):
+            self.needed = hello
             return
         if self.timer is not None:
             self.timer.cancel()
@@ -367,11 +381,18 @@ class TlsAccept(asyncio.Protocol):
         self._close(flush=True)
 
     async def _on_demand(self, on_demand: OnDemand, server_name: str) -> None:
-        """The handshake waits for the name's certificate."""
-        cert = await on_demand.certificate(server_name)
+        """The handshake waits for the name's certificate (reading paused, at most
+        `ON_DEMAND_WAIT`)."""
+        self.transport.pause_reading()
+        try:
+            cert = await asyncio.wait_for(on_demand.certificate(server_name), ON_DEMAND_WAIT)
+        except asyncio.TimeoutError:
+            log.warning("no on-demand certificate in time", extra={"server_name": server_name})
+            cert = None
         context = self.tls.context_for(server_name, cert) if cert is not None else None
         if self.transport.is_closing():
             return
+        self.transport.resume_reading()
         if context is None:
             self._unknown(server_name)
             return
@@ -429,6 +450,8 @@ class TlsAccept(asyncio.Protocol):
 
 
 MAX_EARLY_BYTES = 64 * 1024
+MAX_HELLO_RECORDS = 8  # a ClientHello fits one record; a few, split up, at most
+ON_DEMAND_WAIT = 120.0  # seconds a handshake waits for its on-demand certificate
 _HANDSHAKE_RECORD, _CLIENT_HELLO = 22, 1
 _ALERT_UNRECOGNIZED_NAME = bytes([21, 3, 3, 0, 2, 2, 112])  # a fatal unrecognized_name alert record
 

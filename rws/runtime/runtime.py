@@ -129,7 +129,10 @@ class Runtime:
     async def _obtained(self) -> None:
         """Apply the config again, taking the certificates storage now holds."""
         try:
-            await self.apply(self.tree, force=True)
+            async with self.lock:
+                if self.generation is None:  # stopping, or stopped
+                    return
+                await self.apply_unlocked(self.tree, force=True)
         except Exception as exc:  # the running config goes on; the next round tries again
             log.error("taking the new certificates failed", extra={"error": str(exc)})
 

@@ -27,9 +27,11 @@ import datetime
 import itertools
 import json
 import logging
+import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from rws.errors import ConfigError, RwsError
 from rws.net.listeners import parse_listen
@@ -41,6 +43,7 @@ from rws.tls.names import is_internal, match_wildcard, qualifies_for_cert, quali
 from rws.tls.storage import FileStorage, safe_key
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RENEWAL_RATIO = 1 / 3  # issued again when this much of the lifetime is left
 LOCAL = "local"  # the local CA's folder under certificates/
@@ -286,7 +289,9 @@ def _stored(storage: FileStorage, issuer_key: str, name: str) -> Certificate | N
         cert = load_pair(chain, key, (), name, base + ".crt")
     except ConfigError:  # unreadable: issued again
         return None
-    return None if cert.expired() else cert
+    if cert.expired() or not any(match_wildcard(name, pattern) for pattern in cert.names):
+        return None  # (names that differ can share a folder: `safe_key` drops characters)
+    return cert
 
 
 def _base(issuer_key: str, name: str) -> str:
@@ -321,6 +326,41 @@ def policy_for(subject: str, tls_app: Any) -> Any:
     return next((p for p in policies if not p.subjects), None)
 
 
+CERTIFICATE_THREADS = 4  # certificate work (ACME orders, on-demand checks) running at once
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in a daemon thread of its own, at most `CERTIFICATE_THREADS` at once.
+    Certificate work can block for minutes (a storage lock another process holds, a slow
+    CA): it must not take the event loop's shared executor, which builds configs, nor keep
+    the process from exiting (storage writes are atomic, and a lock file left expires)."""
+    loop = asyncio.get_running_loop()
+    slots = _slots.get(loop)
+    if slots is None:
+        slots = _slots[loop] = asyncio.Semaphore(CERTIFICATE_THREADS)
+    async with slots:
+        done: asyncio.Future[T] = loop.create_future()
+
+        def settle(result: T | None, error: BaseException | None) -> None:
+            if not done.done():
+                if error is not None:
+                    done.set_exception(error)
+                else:
+                    done.set_result(result)  # type: ignore[arg-type]
+
+        def run() -> None:
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # handed to the awaiting task
+                loop.call_soon_threadsafe(settle, None, exc)
+            else:
+                loop.call_soon_threadsafe(settle, result, None)
+
+        threading.Thread(target=run, name="rws-certificates", daemon=True).start()
+        return await done
+
+
 RETRY_PAUSES = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 10800, 21600)  # seconds; then the last again
 
 
@@ -333,9 +373,12 @@ class Obtainer:
     def __init__(self, obtained: Callable[[], Awaitable[None]]) -> None:
         self.obtained = obtained
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.stopped = False
 
     def want(self, wanted: list[Wanted], challenges: Challenges | None) -> None:
         """Obtain what `wanted` lacks or has due; stop obtaining names no longer wanted."""
+        if self.stopped:
+            return
         names = {item.name for item in wanted}
         for name in [n for n in self.tasks if n not in names]:
             self.tasks.pop(name).cancel()
@@ -345,17 +388,17 @@ class Obtainer:
                 self.tasks[item.name] = task
 
     def stop(self) -> None:
+        self.stopped = True
         for task in self.tasks.values():
             task.cancel()
         self.tasks.clear()
 
     async def _obtain(self, item: Wanted, challenges: Challenges) -> None:
-        loop = asyncio.get_running_loop()
         for attempt in itertools.count():
             log.info("obtaining certificate", extra={"identifier": item.name, "attempt": attempt + 1,
                                                      "renewal": item.current is not None})
             try:
-                await loop.run_in_executor(None, obtain_certificate, item, challenges)
+                await in_thread(obtain_certificate, item, challenges)
             except Exception as exc:  # the CA unreachable or refusing: logged, tried again later
                 pause = RETRY_PAUSES[min(attempt, len(RETRY_PAUSES) - 1)]
                 log.error("could not get a certificate", extra={"identifier": item.name, "error": str(exc),
@@ -364,4 +407,5 @@ class Obtainer:
                 continue
             break
         self.tasks.pop(item.name, None)
-        await self.obtained()
+        if not self.stopped:
+            await self.obtained()

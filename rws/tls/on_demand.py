@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import re
 import time
 import urllib.parse
 from dataclasses import replace
@@ -25,7 +26,7 @@ from typing import Any
 
 
 from rws.tls.authority import LocalAuthority
-from rws.tls.automatic import (RETRY_PAUSES, Wanted, local_certificate, obtain_certificate, policy_for,
+from rws.tls.automatic import (RETRY_PAUSES, Wanted, in_thread, local_certificate, obtain_certificate, policy_for,
                                stored_acme_certificates, wanted_for)
 from rws.tls.certificates import Certificate
 from rws.tls.challenges import Challenges
@@ -34,6 +35,9 @@ from rws.tls.names import qualifies_for_cert
 log = logging.getLogger(__name__)
 
 ASK_TIMEOUT = 10.0
+MAX_PENDING = 32  # names being obtained at once; a handshake for one more fails at once
+MAX_REMEMBERED = 10_000  # names whose certificate or failure is kept in memory
+_HOSTNAME = re.compile(r"(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
 class OnDemand:
@@ -56,7 +60,10 @@ class OnDemand:
                         "certificate requested")
 
     def covers(self, name: str) -> bool:
-        policy = policy_for(name, self.tls_app) if name else None
+        """Whether `name` is a host name (an SNI can be anything) of an on-demand policy."""
+        if not name or len(name) > 253 or not _HOSTNAME.fullmatch(name):
+            return False
+        policy = policy_for(name, self.tls_app)
         return policy is not None and policy.on_demand and qualifies_for_cert(name)
 
     async def certificate(self, name: str) -> Certificate | None:
@@ -67,14 +74,19 @@ class OnDemand:
         if wanted is None:
             return None
         if cert is None:
-            cert = await asyncio.get_running_loop().run_in_executor(None, self._stored, wanted)
+            cert = await in_thread(self._stored, wanted)
         if cert is not None:
-            self.certificates[name] = cert
+            _remember(self.certificates, name, cert)
             wanted = replace(wanted, current=cert)
             if wanted.due() and name not in self.pending:
                 self._start(wanted)  # renewed in the background; this one serves meanwhile
             return cert
-        task = self.pending.get(name) or self._start(wanted)
+        task = self.pending.get(name)
+        if task is None:
+            if len(self.pending) >= MAX_PENDING:
+                log.warning("too many on-demand certificates being obtained; refused", extra={"server_name": name})
+                return None
+            task = self._start(wanted)
         return await asyncio.shield(task)
 
     def _start(self, wanted: Wanted) -> asyncio.Task[Certificate | None]:
@@ -94,8 +106,7 @@ class OnDemand:
         if now < retry_after:
             log.info("on-demand certificate failed recently; not trying yet", extra={"server_name": name})
             return None
-        loop = asyncio.get_running_loop()
-        if self.ask and not await loop.run_in_executor(None, self._allowed, name):
+        if self.ask and not await in_thread(self._allowed, name):
             return None
         if self.limit is not None:
             burst, interval = self.limit
@@ -109,19 +120,18 @@ class OnDemand:
         cert: Certificate | None
         try:
             if wanted.issuers:
-                cert = await loop.run_in_executor(None, obtain_certificate, wanted, self.challenges)
+                cert = await in_thread(obtain_certificate, wanted, self.challenges)
             else:
-                cert = await loop.run_in_executor(None, lambda: local_certificate(
-                    name, self.challenges.storage, self.authority, issue=True))
+                cert = await in_thread(local_certificate, name, self.challenges.storage, self.authority, True)
         except Exception as exc:  # the CA refused or can't be reached: this handshake fails
             pause = RETRY_PAUSES[min(failures, len(RETRY_PAUSES) - 1)]
-            self.failures[name] = (failures + 1, time.monotonic() + pause)
+            _remember(self.failures, name, (failures + 1, time.monotonic() + pause))
             log.error("could not get an on-demand certificate", extra={"server_name": name, "error": str(exc),
                                                                        "retrying_after": pause})
             return None
         self.failures.pop(name, None)
         if cert is not None:
-            self.certificates[name] = cert
+            _remember(self.certificates, name, cert)
         return cert
 
     def _allowed(self, name: str) -> bool:
@@ -139,3 +149,11 @@ class OnDemand:
             log.info("on-demand certificate not allowed", extra={"server_name": name, "status": answer.status_code})
             return False
         return True
+
+
+def _remember(memory: dict[str, Any], name: str, value: Any) -> None:
+    """Keep `value` for `name`, forgetting everything once `MAX_REMEMBERED` names are kept
+    (storage still has the certificates)."""
+    if len(memory) >= MAX_REMEMBERED and name not in memory:
+        memory.clear()
+    memory[name] = value

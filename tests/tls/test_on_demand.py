@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import http.server
 import json
+import socket
 import ssl
 import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,13 +29,17 @@ class Ask:
 
     def __init__(self) -> None:
         self.allowed: set[str] = set()
+        self.slow: set[str] = set()  # names answered after a while
         self.queries: list[dict[str, list[str]]] = []
+        self.release = threading.Event()
         ask = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
                 query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
                 ask.queries.append(query)
+                if query.get("domain", [""])[0] in ask.slow:
+                    ask.release.wait(20)
                 self.send_response(200 if query.get("domain", [""])[0] in ask.allowed else 403)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -46,6 +52,7 @@ class Ask:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -66,8 +73,6 @@ def start(folder: Path, config: str, workers: int = 1) -> Process:
 
 
 def _alert(port: int, name: str) -> str:
-    import socket
-
     with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
         with pytest.raises(ssl.SSLError) as failed:
             ssl.create_default_context().wrap_socket(raw, server_hostname=name)
@@ -155,3 +160,41 @@ def test_on_demand_certificates_from_an_acme_ca(tmp_path: Path, ask: Ask) -> Non
             assert pebble.orders() == 1
         finally:
             process.stop()
+
+
+def test_a_handshake_waiting_for_its_certificate_reads_nothing_more_and_odd_names_are_refused(
+        tmp_path: Path, ask: Ask) -> None:
+    port = free_port()
+    ask.allowed = {"slow.example.com", "good:victim.example.com", "good-victim.example.com"}
+    ask.slow = {"slow.example.com"}
+    process = start(tmp_path, local_site(port, ask.url))
+    try:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        client = ssl.create_default_context().wrap_bio(incoming, outgoing, server_hostname="slow.example.com")
+        with pytest.raises(ssl.SSLWantReadError):
+            client.do_handshake()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(outgoing.read())
+            _until(lambda: any(q.get("domain") == ["slow.example.com"] for q in ask.queries))
+            raw.settimeout(3)
+            with pytest.raises(TimeoutError):  # while the ask waits, the server reads no more: buffers fill
+                raw.sendall(b"\x00" * (64 << 20))
+        ask.release.set()
+        # an SNI that isn't a host name is refused before anything is asked or stored
+        assert _alert(port, "good:victim.example.com") == "TLSV1_UNRECOGNIZED_NAME"
+        assert not any(q.get("domain") == ["good:victim.example.com"] for q in ask.queries)
+        root = tmp_path / "data" / "rws" / "pki" / "authorities" / "local" / "root.crt"
+        assert fetch(port, "good-victim.example.com", ssl.create_default_context(cafile=str(root)))[0] == \
+            "hi good-victim.example.com"
+        assert process.proc.poll() is None
+    finally:
+        process.stop()
+
+
+def _until(condition: Any) -> None:
+    import time
+
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)

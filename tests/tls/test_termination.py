@@ -371,13 +371,16 @@ def test_read_client_hello_takes_name_and_alpn_and_refuses_anything_else() -> No
         context.wrap_bio(incoming, outgoing, server_hostname="Example.COM").do_handshake()
     hello = outgoing.read()
     assert read_client_hello(hello) == ("example.com", ["acme-tls/1", "http/1.1"])
-    assert read_client_hello(hello[:-1]) is None  # incomplete: more to read
+    assert read_client_hello(hello[:-1]) == len(hello)  # incomplete: how much to read before trying again
+    assert read_client_hello(hello[:3]) == 5
     assert read_client_hello(hello[:5] + hello[5:9] + hello[9:]) == ("example.com", ["acme-tls/1", "http/1.1"])
     split = len(hello) // 2  # one handshake message over two records
     two_records = (hello[:3] + (split - 5).to_bytes(2, "big") + hello[5:split]
                    + hello[:3] + (len(hello) - split).to_bytes(2, "big") + hello[split:])
     assert read_client_hello(two_records) == ("example.com", ["acme-tls/1", "http/1.1"])
-    for junk in (b"GET / HTTP/1.1\r\n\r\n", b"\x16\x03\x01\x00\x05hello", b"\x16\x03\x01\x00\x04\x02\x00\x00\x00"):
+    trickle = b"\x16\x03\x01\x00\x04\x01\x00\x01\x00" + b"\x16\x03\x01\x00\x01\x00" * 9  # 1-byte records
+    for junk in (b"GET / HTTP/1.1\r\n\r\n", b"\x16\x03\x01\x00\x05hello", b"\x16\x03\x01\x00\x04\x02\x00\x00\x00",
+                 b"\x16\x03\x01\x00\x00", trickle, b"\x16\x03\x01\x00\x04\x01\x10\x00\x00"):
         with pytest.raises(ValueError):
             read_client_hello(junk)
     rng = random.Random(7)
