@@ -52,8 +52,9 @@ MAX_KNOWN_HOSTS = 1024  # dynamic and templated upstreams remembered per proxy
 
 
 class RetryBudget:
-    """Retries may add at most `ratio` of the requests (plus a few per second), so a
-    failing upstream can't turn into a retry storm."""
+    """Retries of requests already sent may add at most `ratio` of the requests (plus a
+    few per second), so a failing upstream can't turn into a retry storm. (Retrying a
+    failed dial sends nothing twice: it needs no budget.)"""
 
     __slots__ = ("ratio", "tokens", "cap", "minimum", "window", "spent")
 
@@ -338,7 +339,8 @@ class ReverseProxy:
                     return False
             elif request.method not in IDEMPOTENT:
                 return False
-        return self.budget.withdraw()
+            return self.budget.withdraw()
+        return True  # a dial that failed put nothing on any upstream: no budget needed
 
     async def _pause(self) -> None:
         if self.try_interval:

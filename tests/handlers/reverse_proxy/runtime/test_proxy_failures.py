@@ -41,8 +41,10 @@ def test_a_backend_killed_mid_load_costs_no_request_and_comes_back(serve):
             for i in range(300):
                 if i == 100:
                     a.close()  # killed mid-load: its listener and open connections go away
+                    hold = _hold(port)  # bound, not listening: refused, and no other test's server can take it
                 statuses.append(client.get(server.url(f"/{i}")).status_code)
             _wait_until(lambda: _states(server)[f"127.0.0.1:{port}"]["healthy"] is False)
+            hold.close()
             back = Backend("a", port=port)  # recovers on the same address
             try:
                 _wait_until(lambda: _states(server)[f"127.0.0.1:{port}"]["healthy"] is True)
@@ -56,6 +58,20 @@ def test_a_backend_killed_mid_load_costs_no_request_and_comes_back(serve):
     b.close()
     assert statuses == [200] * 300
     assert bodies == {b"a", b"b"}
+
+
+def _hold(port: int) -> socket.socket:
+    """A socket bound to `port` (once the closed listener has let go of it), not listening."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return sock
+        except OSError:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
 
 
 def _open_sockets() -> int:
