@@ -38,7 +38,7 @@ from rws.net.listeners import parse_listen
 from rws.tls.acme_issuer import AcmeIssuer
 from rws.tls.authority import LocalAuthority
 from rws.tls.certificates import Certificate, load_pair
-from rws.tls.challenges import Challenges
+from rws.tls.challenges import HTTP_01, Challenges
 from rws.tls.names import is_internal, match_wildcard, qualifies_for_cert, qualifies_for_public_cert
 from rws.tls.storage import FileStorage, safe_key
 
@@ -122,7 +122,17 @@ def plan(http_app: Any, http_tree: dict[str, Any], tls_app: Any, loaded: list[Ce
                 result.acme.append(wanted)
             else:
                 result.internal.append(subject)
+    served = result.redirects or any(
+        address.port == http_port for server in (http_app.servers or {}).values()
+        for text in server.listen or () for address in parse_listen(text))
+    if not served:  # nothing would answer HTTP-01 on the HTTP port: TLS-ALPN-01 only, when enabled
+        result.acme = [replace(w, issuers=tuple(_without_http01(i) for i in w.issuers)) for w in result.acme]
     return result
+
+
+def _without_http01(issuer: AcmeIssuer) -> AcmeIssuer:
+    kinds = tuple(kind for kind in issuer.challenge_types if kind != HTTP_01)
+    return replace(issuer, challenge_types=kinds) if kinds else issuer
 
 
 def wanted_for(subject: str, policy: Any) -> Wanted | None:

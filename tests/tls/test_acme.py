@@ -228,3 +228,21 @@ def test_workers_answer_the_challenges_of_the_supervisors_orders(tmp_path: Path,
         assert obtaining and not any("worker" in r for r in obtaining)  # orders come from the supervisor only
     finally:
         process.stop()
+
+
+def test_with_nothing_on_the_http_port_the_ca_validates_over_tls_alpn_only(
+        tmp_path: Path, ports: Ports, pebble: Pebble) -> None:
+    """No redirects and no site on the HTTP port: HTTP-01 would only fail (and count against
+    the CA's limits), so the order goes straight to TLS-ALPN-01."""
+    process = start(tmp_path, rwsfile(ports, pebble.directory, pebble.ca_file, 'a.example.com {\n\trespond "hello a"\n}\n',
+                                      "\tauto_https disable_redirects\n"))
+    try:
+        obtained(process, "a.example.com")
+        messages = [r.get("msg") for r in process.records]
+        assert "answering ACME TLS-ALPN-01 challenge" in messages and "served ACME HTTP-01 challenge" not in messages
+        assert pebble.orders() == 1  # no order spent on an HTTP-01 validation that could only fail
+        with pytest.raises(OSError):  # and nothing listens there
+            socket.create_connection(("127.0.0.1", ports.http), timeout=5).close()
+        assert serving(ports.https, "a.example.com", pebble.root_file())[0] == "hello a"
+    finally:
+        process.stop()
