@@ -249,16 +249,17 @@ class ServerTls:
             if challenge is not None:
                 log.info("answering ACME TLS-ALPN-01 challenge", extra={"identifier": server_name})
                 return challenge
-        for policy in self.policies:
-            if policy.matches(server_name):
-                cert = policy.certificate(server_name, local_ip)
-                return policy.context(cert) if cert is not None else None
-        return None
+        policy = self._policy(server_name)
+        cert = policy.certificate(server_name, local_ip) if policy is not None else None
+        return policy.context(cert) if policy is not None and cert is not None else None
 
     def context_for(self, server_name: str, cert: Certificate) -> ssl.SSLContext | None:
         """The context of the policy that takes `server_name`, with `cert` (on-demand)."""
-        policy = next((p for p in self.policies if p.matches(server_name)), None)
+        policy = self._policy(server_name)
         return policy.context(cert) if policy is not None else None
+
+    def _policy(self, server_name: str) -> _Policy | None:
+        return next((p for p in self.policies if p.matches(server_name)), None)
 
 
 def read_client_hello(data: bytes | bytearray) -> tuple[str, list[str]] | int:

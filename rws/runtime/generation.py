@@ -50,10 +50,10 @@ class Generation:
                 redirected = with_redirects(tree["apps"]["http"], app, automatic)
                 if redirected is not None:  # the servers as they run; `self.tree` stays the config as given
                     app = validate_tree({**tree, "apps": {**tree["apps"], "http": redirected}}).apps["http"].config
+                local_ca = authority_for(storage, pki.config if pki is not None else None)
+                assert local_ca is not None  # `local` always is
                 if automatic.internal:
-                    authority = authority_for(storage, pki.config if pki is not None else None)
-                    assert authority is not None  # `local` always is
-                    self.managed = managed_certificates(automatic.internal, storage, authority)
+                    self.managed = managed_certificates(automatic.internal, storage, local_ca)
                 if automatic.acme:
                     self.acme = stored_acme_certificates(automatic.acme, storage)
                     certificates += [item.current for item in self.acme if item.current is not None]
@@ -63,10 +63,8 @@ class Generation:
                 if tls is not None and self.challenges is not None and _has_on_demand(tls):
                     from rws.tls.on_demand import OnDemand
 
-                    authority = authority_for(storage, pki.config if pki is not None else None)
-                    assert authority is not None  # `local` always is
-                    authority.ensure()  # its root exists from now on, for `rws trust`
-                    on_demand = OnDemand(tls.config, self.challenges, authority)
+                    local_ca.ensure()  # its root exists from now on, for `rws trust`
+                    on_demand = OnDemand(tls.config, self.challenges, local_ca)
                 material = TlsMaterial(certificates + self.managed, self.challenges, on_demand,
                                        tls.config.session_tickets if tls is not None else None)
                 self.grace_period = app.grace_period or None

@@ -9,7 +9,6 @@ import datetime
 import ipaddress
 import json
 import random
-import shutil
 import socket
 import ssl
 import subprocess
@@ -147,13 +146,7 @@ def test_a_client_hello_that_comes_byte_by_byte_is_read_whole(serve: Any, ca: Au
             hello = outgoing.read()
             for i in range(len(hello)):
                 raw.sendall(hello[i:i + 1])
-            while True:
-                try:
-                    tls.do_handshake()
-                    break
-                except ssl.SSLWantReadError:
-                    raw.sendall(outgoing.read())
-                    incoming.write(raw.recv(65536))
+            _finish_handshake(raw, tls, incoming, outgoing)
             raw.sendall(outgoing.read())
             tls.write(b"GET / HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n")
             raw.sendall(outgoing.read())
@@ -237,7 +230,6 @@ def test_unusable_certificate_files_fail_the_config_with_one_line(ca: Authority,
         assert "\n" not in message
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is installed by .ci/run")
 def test_rws_run_serves_https_to_curl(ca: Authority, tmp_path: Path) -> None:
     from tests.e2e.processes import Process
 
@@ -363,6 +355,18 @@ def test_client_authentication_that_python_cant_do_fails_the_config(ca: Authorit
         assert "client_authentication.mode" in message and "not supported" in message
 
 
+def _finish_handshake(raw: socket.socket, tls: ssl.SSLObject, incoming: ssl.MemoryBIO,
+                      outgoing: ssl.MemoryBIO) -> None:
+    """Drive a memory-BIO client's handshake over `raw` to its end."""
+    while True:
+        try:
+            tls.do_handshake()
+            return
+        except ssl.SSLWantReadError:
+            raw.sendall(outgoing.read())
+            incoming.write(raw.recv(65536))
+
+
 def test_read_client_hello_takes_name_and_alpn_and_refuses_anything_else() -> None:
     context = ssl.create_default_context()
     context.set_alpn_protocols(["acme-tls/1", "http/1.1"])
@@ -470,13 +474,7 @@ def test_a_closing_connection_does_not_wait_long_for_the_clients_close_notify(se
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         tls = ca.client().wrap_bio(incoming, outgoing, server_hostname="b.test")
         with socket.create_connection(("127.0.0.1", server.port()), timeout=10) as raw:
-            while True:
-                try:
-                    tls.do_handshake()
-                    break
-                except ssl.SSLWantReadError:
-                    raw.sendall(outgoing.read())
-                    incoming.write(raw.recv(65536))
+            _finish_handshake(raw, tls, incoming, outgoing)
             tls.write(b"GET / HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n")
             raw.sendall(outgoing.read())
             while chunk := raw.recv(65536):  # the response, the close_notify, then the end (a timeout fails)
