@@ -21,11 +21,13 @@ from rws.protocols.connection import HttpConnection, Timeouts
 from rws.protocols.flow import BodyStream
 from rws.protocols.events import RequestReceived
 from rws.protocols.http1 import default_backend
+from rws.protocols.http2 import Http2Connection
 from rws.tls.challenges import HTTP_PREFIX
 
 log = logging.getLogger(__name__)
 
 SERVER_HEADER = "rws"
+DEFAULT_PROTOCOLS = ("h1", "h2", "h3")
 _VALID_HOST = re.compile(r"[A-Za-z0-9.\-_~!$&'()*+,;=:%\[\]]*")  # Go's validHostHeader
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
@@ -57,17 +59,27 @@ class HttpServer:
         self.labels = (name, "")  # the metrics' label values for this server
         self.backend = default_backend()
         self.access_log: Any = _access_logger(config, ctx)
-        self.connections: set[HttpConnection] = set()
+        self.connections: set[HttpConnection | Http2Connection] = set()
         policies = tls_policies or config.tls_connection_policies
         material = tls or TlsMaterial()
         self.challenges = material.challenges
-        self.tls = ServerTls(policies, material, f"apps.http.servers.{name}") if policies else None
+        protocols = config.protocols or DEFAULT_PROTOCOLS
+        self.h2c = "h2c" in protocols
+        alpn = tuple(name for p, name in (("h2", "h2"), ("h1", "http/1.1")) if p in protocols)
+        self.tls = ServerTls(policies, material, f"apps.http.servers.{name}", alpn) if policies else None
         self.idle: asyncio.Event | None = None
 
     def connection(self) -> asyncio.Protocol:
         if self.tls is not None:
-            return TlsAccept(self.tls, self._http_connection, min(self.timeouts.read_header, HANDSHAKE_TIMEOUT))
-        return self._http_connection()
+            return TlsAccept(self.tls, self._secure_connection, min(self.timeouts.read_header, HANDSHAKE_TIMEOUT))
+        conn = self._http_connection()
+        if self.h2c:
+            conn.sniff = b""  # prior knowledge: the first bytes may be HTTP/2's preface
+            conn.h2c = self._switch_to_h2c
+        return conn
+
+    def _secure_connection(self, alpn: str | None) -> asyncio.Protocol:
+        return self._h2_connection() if alpn == "h2" else self._http_connection()
 
     def _http_connection(self) -> HttpConnection:
         conn = HttpConnection(self, self.backend, scheme="https" if self.tls is not None else "http",
@@ -75,14 +87,33 @@ class HttpServer:
         self.connections.add(conn)
         return conn
 
-    def _closed(self, conn: HttpConnection) -> None:
+    def _h2_connection(self, upgrade: tuple[bytes, RequestReceived] | None = None) -> Http2Connection:
+        conn = Http2Connection(self, scheme="https" if self.tls is not None else "http", timeouts=self.timeouts,
+                               max_header_bytes=self.max_header_bytes, on_close=self._closed, upgrade=upgrade)
+        self.connections.add(conn)
+        return conn
+
+    def _switch_to_h2c(self, old: HttpConnection, data: bytes, upgrade: tuple[bytes, RequestReceived] | None) -> None:
+        """A cleartext connection turns to HTTP/2: its client knew we speak it (the
+        preface), or asked to switch (`Upgrade: h2c`, answered with 101 already)."""
+        transport = old.detach()
+        if transport is None:
+            return
+        conn = self._h2_connection(upgrade)
+        transport.set_protocol(conn)
+        conn.connection_made(transport)
+        if data:
+            conn.data_received(data)
+
+    def _closed(self, conn: Any) -> None:
         self.connections.discard(conn)
         if not self.connections and self.idle is not None:
             self.idle.set()
 
     # --- the App interface ------------------------------------------------------------------
 
-    async def handle(self, head: RequestReceived, body: BodyStream, conn: HttpConnection) -> Response:
+    async def handle(self, head: RequestReceived, body: BodyStream, conn: Any) -> Response:
+        """`conn`: the HTTP/1 connection, or the HTTP/2 or HTTP/3 stream."""
         request = Request(head.method, head.target, Headers(head.headers), version=head.version,
                           scheme=conn.scheme, remote=conn.remote, local=conn.local, body=body,
                           server_name=self.name, host=head.host,

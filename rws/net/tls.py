@@ -60,7 +60,7 @@ _OPENSSL_CIPHERS = {
     "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
 }
 _GO_CIPHERS = {openssl: go for go, openssl in _OPENSSL_CIPHERS.items()}
-_ALPN = ("http/1.1",)  # HTTP/2 is not served yet: offering h2 would break clients that pick it
+SERVED_ALPN = ("h2", "http/1.1")  # what TCP listeners speak (h3 is QUIC's)
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,9 @@ class _Policy:
     is that old. Python's ssl can't keep earlier keys for decryption, as Caddy does, so a
     ticket from before a rotation means a full handshake."""
 
-    def __init__(self, config: Any, certificates: list[Certificate], path: str, tickets: Any = None) -> None:
+    def __init__(self, config: Any, certificates: list[Certificate], path: str, tickets: Any = None,
+                 alpn: tuple[str, ...] = ("http/1.1",)) -> None:
+        self.alpn = alpn
         matchers = dict(config.match or {})
         sni = matchers.pop("sni", None)
         for name in matchers:
@@ -124,7 +126,7 @@ class _Policy:
         now = time.monotonic()
         if made is not None and (self.rotation is None or now - made[1] < self.rotation):
             return made[0]
-        context = settings_context(self.config)
+        context = settings_context(self.config, self.alpn)
         if not self.tickets:  # (TLS 1.2 clients may still resume by session id)
             context.options |= ssl.OP_NO_TICKET
             context.num_tickets = 0
@@ -194,9 +196,9 @@ def client_verification(config: Any, path: str) -> tuple[ssl.VerifyMode, str]:
     return (ssl.CERT_REQUIRED if mode == "require_and_verify" else ssl.CERT_OPTIONAL), trusted
 
 
-def settings_context(config: Any) -> ssl.SSLContext:
-    """A server context with a policy's versions, cipher suites, ALPN and client
-    authentication (no certificate)."""
+def settings_context(config: Any, alpn: tuple[str, ...] = ("http/1.1",)) -> ssl.SSLContext:
+    """A server context with a policy's versions, cipher suites, ALPN (the policy's, else
+    `alpn`: what the server speaks) and client authentication (no certificate)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     if config.client_authentication is not None:
         context.verify_mode, trusted = client_verification(config.client_authentication, "")
@@ -210,8 +212,8 @@ def settings_context(config: Any) -> ssl.SSLContext:
         names = [_OPENSSL_CIPHERS[n] for n in config.cipher_suites if n in _OPENSSL_CIPHERS]
         if names:
             context.set_ciphers(":".join(names))
-    alpn = [p for p in (config.alpn or _ALPN) if p in _ALPN]
-    context.set_alpn_protocols(alpn or list(_ALPN))
+    offered = [p for p in (config.alpn or alpn) if p in SERVED_ALPN]
+    context.set_alpn_protocols(offered or ["http/1.1"])
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
     return context
 
@@ -234,11 +236,13 @@ def _selected(selection: Any, cert: Certificate) -> bool:
 class ServerTls:
     """The TLS side of one HTTP server (see the module docstring)."""
 
-    def __init__(self, policies: tuple[Any, ...], material: TlsMaterial, path: str) -> None:
+    def __init__(self, policies: tuple[Any, ...], material: TlsMaterial, path: str,
+                 alpn: tuple[str, ...] = ("http/1.1",)) -> None:
+        """`alpn`: what the server speaks, for policies that name no ALPN."""
         self.challenges = material.challenges
         self.on_demand = material.on_demand
         self.policies = [_Policy(p, material.certificates, f"{path}.tls_connection_policies[{i}]",
-                                 material.session_tickets) for i, p in enumerate(policies)]
+                                 material.session_tickets, alpn) for i, p in enumerate(policies)]
         settings_context(policies[0])  # its errors (trusted CAs that don't load) fail the config now
 
     def select(self, server_name: str, alpn: list[str], local_ip: str) -> ssl.SSLContext | None:
@@ -333,7 +337,8 @@ class TlsAccept(asyncio.Protocol):
     `unrecognized_name` alert; a failed or slow handshake closes the connection. The
     bytes read so far go to the TLS layer when it takes the transport over."""
 
-    def __init__(self, tls: ServerTls, make: Callable[[], asyncio.Protocol], timeout: float) -> None:
+    def __init__(self, tls: ServerTls, make: Callable[[str | None], asyncio.Protocol], timeout: float) -> None:
+        """`make`: the protocol for the ALPN protocol the handshake settled on."""
         self.tls = tls
         self.make = make
         self.timeout = timeout
@@ -411,7 +416,6 @@ class TlsAccept(asyncio.Protocol):
     async def _handshake(self, context: ssl.SSLContext, server_name: str) -> None:
         loop = asyncio.get_running_loop()
         transport = self.transport
-        protocol = self.make()
         handoff = _Handoff()
         starting = loop.create_task(loop.start_tls(transport, handoff, context, server_side=True,
                                                    ssl_handshake_timeout=self.timeout,
@@ -426,16 +430,15 @@ class TlsAccept(asyncio.Protocol):
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError, asyncio.CancelledError) as exc:
             starting.cancel()
             transport.abort()
-            protocol.connection_lost(exc if isinstance(exc, Exception) else None)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
         if secure is None or handoff.lost is not None:  # closed meanwhile
-            protocol.connection_lost(handoff.lost[0] if handoff.lost else None)
             return
         ssl_object = secure.get_extra_info("ssl_object")
         if ssl_object is not None:
             ssl_object.rws_server_name = server_name  # for {http.request.tls.server_name}
+        protocol = self.make(ssl_object.selected_alpn_protocol() if ssl_object is not None else None)
         protocol.connection_made(secure)
         secure.set_protocol(protocol)
         for data in handoff.data:  # what came right after the handshake, before the line above

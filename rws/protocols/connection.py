@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import email.utils
 import logging
 import os
-import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rws.protocols.flow import FILE_CHUNK, BodyStream, Deadlines, FileBody
+from rws.protocols.flow import FILE_CHUNK, BodyStream, Deadlines, FileBody, close_body, http_date, run_eagerly
 from rws.protocols.events import RequestReceived
+from rws.protocols.http2 import PREFACE, SWITCHING_TO_H2C, h2c_head, h2c_upgrade
 from rws.protocols.http1.core import (CONTINUE, Http1Core, chunk, error_response, header_line, last_chunk,
                                        response_head, status_line_text)
 
@@ -73,6 +72,8 @@ class HttpConnection(asyncio.Protocol):
         self.upgrade_buffer: bytearray | None = None  # bytes after a request that asked to switch protocols
         self.tunnel: Any = None  # after a 101: what carries the bytes both ways
         self.exchange_version = "HTTP/1.1"
+        self.sniff: bytes | None = None  # with h2c: the first bytes, until they show whether they start HTTP/2
+        self.h2c: Any = None  # with h2c: switches the connection to HTTP/2 (`HttpServer._switch_to_h2c`)
 
     # --- asyncio.Protocol ------------------------------------------------------------------
 
@@ -90,6 +91,16 @@ class HttpConnection(asyncio.Protocol):
         self._arm(self.timeouts.idle)
 
     def data_received(self, data: bytes) -> None:
+        if self.sniff is not None:
+            data = self.sniff + data
+            if PREFACE.startswith(data[:len(PREFACE)]):
+                if len(data) < len(PREFACE):
+                    self.sniff = data
+                    return
+                self.sniff = None
+                self.h2c(self, data, None)
+                return
+            self.sniff = None
         if self.tunnel is not None:
             self.tunnel.client_data(data)
             return
@@ -236,16 +247,20 @@ class HttpConnection(asyncio.Protocol):
             self._arm(self.timeouts.read_body)
         # Run the exchange eagerly: most responses are ready without waiting for anything,
         # and then no task is created at all. If it has to wait, a task takes over.
-        coro = self._exchange(head, body)
-        try:
-            awaited = coro.send(None)
-        except StopIteration:
-            return
-        self.task = self.loop.create_task(_continue(coro, awaited))
+        self.task = run_eagerly(self._exchange(head, body), self.loop)
 
     async def _exchange(self, head: RequestReceived, body: BodyStream) -> None:
         keep = False
         self.exchange_version = head.version
+        if head.upgrade and self.h2c is not None and self.upgrade_buffer is not None:
+            settings = h2c_upgrade(head)
+            if settings is not None:
+                self.task = None
+                self._write(SWITCHING_TO_H2C)
+                leftover = bytes(self.upgrade_buffer)
+                self.upgrade_buffer = None
+                self.h2c(self, leftover, (settings, h2c_head(head)))
+                return
         try:
             response = await self.app.handle(head, body, self)
             if response.abort:
@@ -375,7 +390,7 @@ class HttpConnection(asyncio.Protocol):
             self._arm(self.timeouts.write)
         if no_body:
             self._write(start)
-            _close_body(body)
+            close_body(body)
             return 0
         if kind is FileBody:
             if length is not None and length <= SMALL_FILE:  # read at once, sent with the head
@@ -467,6 +482,19 @@ class HttpConnection(asyncio.Protocol):
 
     # --- lifecycle -------------------------------------------------------------------------
 
+    def detach(self) -> asyncio.Transport | None:
+        """Hand the transport over to another protocol (HTTP/2): this one forgets it."""
+        transport = self.transport
+        self._disarm()
+        self.deadlines.forget(self)
+        self.transport = None
+        if transport is not None and self.reading_paused:
+            self.reading_paused = False
+            transport.resume_reading()
+        if self.on_close is not None:
+            self.on_close(self)
+        return transport
+
     def drain(self, close_idle: bool = True) -> None:
         """Stop taking requests: close after the response in flight. An idle connection is
         closed now, or with `close_idle=False` (a reload) kept until its next request, which
@@ -499,49 +527,17 @@ class HttpConnection(asyncio.Protocol):
         self._close(abort=self.task is not None)
 
 
-async def _continue(coro: Any, awaited: Any) -> None:
-    """Drive a coroutine that was started outside a task and is waiting on `awaited`."""
-    while True:
-        try:
-            if awaited is None:
-                await asyncio.sleep(0)
-            else:
-                awaited._asyncio_future_blocking = False
-                try:
-                    await awaited
-                except asyncio.CancelledError:
-                    raise
-                except BaseException:  # the coroutine reads the outcome from the future itself
-                    pass
-        except asyncio.CancelledError as exc:
-            try:
-                awaited = coro.throw(exc)
-            except (StopIteration, asyncio.CancelledError):
-                return
-            continue
-        try:
-            awaited = coro.send(None)
-        except StopIteration:
-            return
-
-
-def _close_body(body: Any) -> None:
-    if type(body) is FileBody:
-        body.file.close()
-    elif hasattr(body, "aclose"):
-        asyncio.ensure_future(body.aclose())
-
-
 _STREAM = -1  # _write_response: the body streams as it is
 _CHUNKED = -2  # _write_response: the body streams in chunks
 _SPECIAL_LENGTHS = frozenset(len(n) for n in ("content-length", "transfer-encoding", "date", "connection"))
-_DATE: list[Any] = [0, ""]
+
+
+_DATE_LINE = ["", ""]
 
 
 def _http_date() -> str:
-    """The `Date` header line, made once a second."""
-    now = int(time.time())
-    if _DATE[0] != now:
-        _DATE[0] = now
-        _DATE[1] = f"Date: {email.utils.formatdate(now, usegmt=True)}\r\n"
-    return str(_DATE[1])
+    """The `Date` header line (made anew once a second)."""
+    value = http_date()
+    if value is not _DATE_LINE[0]:
+        _DATE_LINE[0], _DATE_LINE[1] = value, f"Date: {value}\r\n"
+    return _DATE_LINE[1]

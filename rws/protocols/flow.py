@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import email.utils
+import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Protocol
 
 if TYPE_CHECKING:
     from rws.protocols.connection import HttpConnection
@@ -97,6 +99,14 @@ class BodyStream:
         return self._iterate()
 
 
+class Timed(Protocol):
+    """A connection the loop's timer watches."""
+
+    deadline: float
+
+    def _timed_out(self) -> None: ...
+
+
 class Deadlines:
     """One timer for all the connections of a loop: each connection keeps its own
     `deadline`; once a second the ones past theirs are timed out. (A timer per request
@@ -107,7 +117,7 @@ class Deadlines:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.connections: set[HttpConnection] = set()
+        self.connections: set[Timed] = set()
         self.handle: asyncio.TimerHandle | None = None
 
     @classmethod
@@ -117,12 +127,12 @@ class Deadlines:
             found = cls._by_loop[loop] = cls(loop)
         return found
 
-    def watch(self, conn: HttpConnection) -> None:
+    def watch(self, conn: Timed) -> None:
         self.connections.add(conn)
         if self.handle is None:
             self.handle = self.loop.call_later(self.TICK, self._tick)
 
-    def forget(self, conn: HttpConnection) -> None:
+    def forget(self, conn: Timed) -> None:
         self.connections.discard(conn)
 
     def _tick(self) -> None:
@@ -135,3 +145,60 @@ class Deadlines:
             self.handle = None
             if self.loop.is_closed() or not self.loop.is_running():
                 self._by_loop.pop(self.loop, None)
+
+
+def run_eagerly(coro: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Task[None] | None:
+    """Run an exchange's coroutine now, up to its first wait: most responses are ready
+    without waiting for anything, and then no task is made at all. If it has to wait, a
+    task takes over (and is returned)."""
+    try:
+        awaited = coro.send(None)
+    except StopIteration:
+        return None
+    return loop.create_task(_continue(coro, awaited))
+
+
+async def _continue(coro: Any, awaited: Any) -> None:
+    """Drive a coroutine that was started outside a task and is waiting on `awaited`."""
+    while True:
+        try:
+            if awaited is None:
+                await asyncio.sleep(0)
+            else:
+                awaited._asyncio_future_blocking = False
+                try:
+                    await awaited
+                except asyncio.CancelledError:
+                    raise
+                except BaseException:  # the coroutine reads the outcome from the future itself
+                    pass
+        except asyncio.CancelledError as exc:
+            try:
+                awaited = coro.throw(exc)
+            except (StopIteration, asyncio.CancelledError):
+                return
+            continue
+        try:
+            awaited = coro.send(None)
+        except StopIteration:
+            return
+
+
+def close_body(body: Any) -> None:
+    """Release a response body that will not be sent."""
+    if type(body) is FileBody:
+        body.file.close()
+    elif hasattr(body, "aclose"):
+        asyncio.ensure_future(body.aclose())
+
+
+_DATE: list[Any] = [0, ""]
+
+
+def http_date() -> str:
+    """The `Date` value, made anew once a second."""
+    now = int(time.time())
+    if _DATE[0] != now:
+        _DATE[0] = now
+        _DATE[1] = email.utils.formatdate(now, usegmt=True)
+    return str(_DATE[1])
