@@ -72,6 +72,7 @@ class HttpConnection(asyncio.Protocol):
         self.upgrade_buffer: bytearray | None = None  # bytes after a request that asked to switch protocols
         self.tunnel: Any = None  # after a 101: what carries the bytes both ways
         self.exchange_version = "HTTP/1.1"
+        self.upgrade_body: tuple[BodyStream, int] | None = None  # an upgrade request's body still to come
         self.sniff: bytes | None = None  # with h2c: the first bytes, until they show whether they start HTTP/2
         self.h2c: Any = None  # with h2c: switches the connection to HTTP/2 (`HttpServer._switch_to_h2c`)
 
@@ -104,6 +105,8 @@ class HttpConnection(asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel.client_data(data)
             return
+        if self.upgrade_body is not None:
+            data = self._upgrade_body(data)
         if self.upgrade_buffer is not None:
             self.upgrade_buffer += data  # the new protocol's first bytes, before the 101
             if len(self.upgrade_buffer) > HIGH_WATER and self.transport is not None:
@@ -208,11 +211,36 @@ class HttpConnection(asyncio.Protocol):
 
     def upgrade_requested(self, leftover: bytes) -> None:
         """The request just received switches protocols if its handler agrees (a `101`
-        with a tunnel); otherwise the connection closes after the response."""
+        with a tunnel); otherwise the connection closes after the response. Its
+        Content-Length body, if the parser left it unread, comes first."""
         self.closing = True
+        if self.pending:
+            head, body = self.pending[-1]
+            remaining = (head.content_length or 0) - body.bytes_read
+            if remaining > 0:
+                body.complete = False
+                self.receiving = body
+                self.upgrade_body = (body, remaining)
+                leftover = self._upgrade_body(leftover)
         self.upgrade_buffer = bytearray(leftover)
         if self.task is None and self.pending:
             self._start_next()
+
+    def _upgrade_body(self, data: bytes) -> bytes:
+        """Feed an upgrade request's body from `data`; return what follows it."""
+        assert self.upgrade_body is not None
+        body, remaining = self.upgrade_body
+        part, data = data[:remaining], data[remaining:]
+        if part:
+            body.feed(part)
+        remaining -= len(part)
+        self.upgrade_body = (body, remaining) if remaining > 0 else None
+        if remaining <= 0:
+            body.finish()
+            self.receiving = None
+        else:
+            self._flow_control()
+        return data
 
     def _flow_control(self) -> None:
         buffered = sum(b.size for _, b in self.pending) + (self.receiving.size if self.receiving else 0)

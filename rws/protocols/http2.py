@@ -55,6 +55,7 @@ MAX_FRAME_SIZE = 16384
 MAX_WRITE_BUFFER = 1024 * 1024  # bytes waiting to go out before the client stops being read
 MAX_ENCODER_TABLE = 4096  # our HPACK table, whatever size the client allows (as Go)
 RESET_ALLOWANCE = 200  # resets of running streams a connection gets before they are counted against it
+BATCH_LIMIT = 64 * 1024  # body bytes held back while batching
 GOAWAY_LINGER = 1.0  # seconds an idle connection stays open after a graceful GOAWAY
 
 
@@ -94,6 +95,7 @@ class Http2Connection(asyncio.Protocol):
         self.write_paused: asyncio.Future[None] | None = None
         self.reading_paused = False
         self.batching = False  # inside data_received: write once, at the end
+        self.queued = 0  # body bytes given to h2 since the last write
         self.goaway_sent = False
         self.last_stream_id = 0
         self.resets = 0
@@ -303,7 +305,11 @@ class Http2Connection(asyncio.Protocol):
                     h2.end_stream(stream_id)
             except H2Error as exc:
                 raise ConnectionResetError(f"stream {stream_id}: {exc}") from None
-            self._flush()
+            self.queued += total
+            if self.queued > BATCH_LIMIT:
+                self._flush(force=True)  # so that a full transport is noticed, even while batching
+            else:
+                self._flush()
             if pos == total:
                 return
             await self._window(stream_id)
@@ -402,9 +408,10 @@ class Http2Connection(asyncio.Protocol):
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _flush(self) -> None:
-        if self.batching:
+    def _flush(self, force: bool = False) -> None:
+        if self.batching and not force:
             return
+        self.queued = 0
         data = self.h2.data_to_send()
         if data and self.transport is not None:
             self.transport.write(data)

@@ -258,3 +258,34 @@ def test_any_token_is_a_method(serve, method):
                 second += chunk
     assert first.startswith(b"HTTP/1.1 200") and first.endswith(b"\r\n\r\n" + method)
     assert second.startswith(b"HTTP/1.1 200") and second.endswith(b"\r\n\r\nGET")
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_a_declined_upgrade_request_keeps_its_body(serve: Any, parser: str) -> None:
+    """llhttp reads no body after a request that asks to switch protocols; the handler
+    still gets a Content-Length body, split over reads or not."""
+    site = 'http://127.0.0.1 {\n\trespond "[{http.request.body}]"\n}\n'
+    with serve(site, parser=parser) as server:
+        head = (b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+                b"Content-Length: 10\r\n\r\n")
+        raw = exchange(server.port(), head + b"0123456789")
+        assert raw.startswith(b"HTTP/1.1 200") and raw.endswith(b"[0123456789]")
+        with socket.create_connection(("127.0.0.1", server.port()), timeout=10) as sock:
+            sock.sendall(head + b"01234")
+            time.sleep(0.2)
+            sock.sendall(b"56789")
+            raw = b""
+            while chunk := sock.recv(65536):
+                raw += chunk
+        assert raw.startswith(b"HTTP/1.1 200") and raw.endswith(b"[0123456789]")
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_a_chunked_upgrade_request_is_read_or_refused(serve: Any, parser: str) -> None:
+    site = 'http://127.0.0.1 {\n\trespond "[{http.request.body}]"\n}\n'
+    with serve(site, parser=parser) as server:
+        raw = exchange(server.port(), b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: foo\r\n"
+                                      b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        # h11 reads the chunked body; llhttp can't, and the request is refused rather than
+        # answered without it
+        assert raw.endswith(b"[hello]") if parser == "h11" else statuses(raw) == [400]

@@ -10,9 +10,10 @@ from rws.protocols.http1.core import ParseFailure, UnknownMethod, UpgradeRequest
 
 
 class HttptoolsParser:
-    __slots__ = ("parser", "get_method", "get_http_version", "should_keep_alive", "should_upgrade")
+    __slots__ = ("core", "parser", "get_method", "get_http_version", "should_keep_alive", "should_upgrade")
 
     def __init__(self, core: Any) -> None:
+        self.core = core
         self.parser = parser = httptools.HttpRequestParser(core)
         self.get_method = parser.get_method
         self.get_http_version = parser.get_http_version
@@ -23,7 +24,11 @@ class HttptoolsParser:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            # the request is complete and was reported; what follows belongs to another protocol
+            # the request head was reported, its body left unread (llhttp reads none with
+            # an upgrade): the connection reads a Content-Length body from what follows, but
+            # can't take a chunked one apart
+            if any(name.lower() == "transfer-encoding" for name, _ in self.core.special):
+                raise ParseFailure(400, "a chunked body on a request to switch protocols") from None
             offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
             raise UpgradeRequested(data[offset:]) from None
         except httptools.HttpParserCallbackError as exc:

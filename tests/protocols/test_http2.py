@@ -1,0 +1,464 @@
+"""The HTTP/2 server through real clients (curl, httpx, h2load, a raw h2 client) on real
+sockets: ALPN and h2c (prior knowledge and Upgrade), flow control both ways, trailers,
+GOAWAY on reload, and the attacks HTTP/2 servers must survive."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+from h2.errors import ErrorCodes
+from h2.settings import SettingCodes
+from hpack import Encoder
+from hyperframe.frame import ContinuationFrame, HeadersFrame, RstStreamFrame, SettingsFrame
+
+from rws.protocols.http2 import MAX_WRITE_BUFFER, PREFACE
+from tests.handlers.reverse_proxy.runtime.backends import Backend, Exchange
+from tests.protocols.h2client import H2Client
+from tests.tls.test_termination import Authority
+
+BIG = 3 * 1024 * 1024 + 123
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "big.bin").write_bytes(os.urandom(BIG))
+    (root / "small.txt").write_text("small file\n")
+    return root
+
+
+def rwsfile(root: Path, *, upstream: str = "127.0.0.1:9", tls: str = "", protocols: str = "h1 h2 h2c",
+            extra: str = "") -> str:
+    address = "a.test" if tls else "http://"
+    return f"""{{
+	servers {{
+		protocols {protocols}
+		{extra}
+	}}
+}}
+{address} {{
+	{tls}
+	root * {root}
+	handle /hello {{
+		respond "hello {{http.request.proto}}"
+	}}
+	handle /echo {{
+		respond "{{http.request.body}}"
+	}}
+	handle /proxy/* {{
+		reverse_proxy {upstream}
+	}}
+	handle {{
+		file_server
+	}}
+}}
+"""
+
+
+@pytest.fixture
+def ca(tmp_path: Path) -> Authority:
+    return Authority(tmp_path)
+
+
+def tls_site(ca: Authority, root: Path, **options: Any) -> str:
+    crt, key = ca.leaf("a", "a.test")
+    return rwsfile(root, tls=f"tls {crt} {key}", **options)
+
+
+def client_context(ca: Authority, alpn: list[str]) -> Any:
+    context = ca.client()
+    context.set_alpn_protocols(alpn)
+    return context
+
+
+def curl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["curl", "-sS", "--max-time", "20", *args], capture_output=True, text=True, timeout=30)
+
+
+# --- negotiation -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_curl_gets_http2_over_tls_by_alpn(serve: Any, site: Path, ca: Authority, loop: str) -> None:
+    with serve(tls_site(ca, site), loop=loop) as server:
+        port = server.port()
+        out = curl("--http2", "--cacert", str(ca.pem), "--resolve", f"a.test:{port}:127.0.0.1",
+                   "-w", "|%{http_version}", f"https://a.test:{port}/hello")
+        assert out.stdout == "hello HTTP/2.0|2", out.stderr
+        out = curl("--http1.1", "--cacert", str(ca.pem), "--resolve", f"a.test:{port}:127.0.0.1",
+                   "-w", "|%{http_version}", f"https://a.test:{port}/hello")
+        assert out.stdout == "hello HTTP/1.1|1.1"
+
+
+def test_a_server_without_h2_offers_only_http11(serve: Any, site: Path, ca: Authority) -> None:
+    with serve(tls_site(ca, site, protocols="h1"), loop="uvloop") as server:
+        port = server.port()
+        out = curl("--http2", "--cacert", str(ca.pem), "--resolve", f"a.test:{port}:127.0.0.1",
+                   "-w", "|%{http_version}", f"https://a.test:{port}/hello")
+        assert out.stdout == "hello HTTP/1.1|1.1"
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_h2c_by_prior_knowledge_and_by_upgrade(serve: Any, site: Path, loop: str) -> None:
+    with serve(rwsfile(site), loop=loop) as server:
+        url = server.url("/hello")
+        out = curl("--http2-prior-knowledge", "-w", "|%{http_version}", url)
+        assert out.stdout == "hello HTTP/2.0|2"
+        out = curl("--http2", "-v", "-w", "|%{http_version}", url)
+        assert out.stdout == "hello HTTP/2.0|2"
+        assert "HTTP/1.1 101 Switching Protocols" in out.stderr
+        # an upgrade request with a body is answered over HTTP/1.1, as the RFC allows
+        out = curl("--http2", "-d", "abc", "-w", "|%{http_version}", server.url("/echo"))
+        assert out.stdout == "abc|1.1"
+
+
+def test_h2c_is_off_unless_the_server_names_it(serve: Any, site: Path) -> None:
+    with serve(rwsfile(site, protocols="h1 h2"), loop="uvloop") as server:
+        out = curl("--http2", "-v", "-w", "|%{http_version}", server.url("/hello"))
+        assert out.stdout == "hello HTTP/1.1|1.1"
+        with socket.create_connection(("127.0.0.1", server.port()), timeout=10) as sock:
+            sock.sendall(PREFACE)
+            answer = sock.recv(4096)
+        assert not answer.startswith(b"\x00")  # no HTTP/2 SETTINGS frame: HTTP/1 refused it
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 4")
+        assert curl("--http2-prior-knowledge", server.url("/hello")).returncode != 0
+
+
+def test_httpx_http2_get_and_post(serve: Any, site: Path, ca: Authority) -> None:
+    with serve(tls_site(ca, site), loop="uvloop") as server:
+        port = server.port()
+        transport = httpx.HTTPTransport(http2=True, verify=ca.client())
+        with httpx.Client(transport=transport, base_url=f"https://a.test:{port}") as client:
+            # (connect to 127.0.0.1 while naming a.test)
+            client._transport._pool._network_backend = _Resolve(port)  # type: ignore[attr-defined]
+            response = client.get("/hello")
+            assert response.http_version == "HTTP/2" and response.text == "hello HTTP/2.0"
+            payload = os.urandom(200_000).hex()
+            response = client.post("/echo", content=payload)
+            assert response.http_version == "HTTP/2" and response.text == payload
+            big = client.get("/big.bin")
+            assert len(big.content) == BIG and big.headers["content-length"] == str(BIG)
+            assert big.content == (site / "big.bin").read_bytes()
+
+
+class _Resolve:
+    """httpcore's network backend, dialling 127.0.0.1 for any host."""
+
+    def __init__(self, port: int) -> None:
+        import httpcore
+
+        self.backend = httpcore.SyncBackend()
+        self.port = port
+
+    def connect_tcp(self, host: str, port: int, **options: Any) -> Any:
+        return self.backend.connect_tcp("127.0.0.1", port, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend, name)
+
+
+@pytest.mark.parametrize("scheme", ["h2c", "tls"])
+def test_h2load_runs_without_errors(serve: Any, site: Path, ca: Authority, scheme: str) -> None:
+    config = rwsfile(site) if scheme == "h2c" else tls_site(ca, site)
+    with serve(config, loop="uvloop") as server:
+        port = server.port()
+        url = f"http://127.0.0.1:{port}/small.txt" if scheme == "h2c" else f"https://a.test:{port}/small.txt"
+        out = subprocess.run(["h2load", "-n", "3000", "-c", "4", "-m", "10", "--connect-to", f"127.0.0.1:{port}",
+                              url], capture_output=True, text=True, timeout=60)
+        assert re.search(r"3000 succeeded, 0 failed, 0 errored", out.stdout), out.stdout
+        assert "3000 2xx" in out.stdout
+
+
+# --- flow control ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_stalled_stream_does_not_hold_up_another_on_the_same_connection(serve: Any, site: Path, loop: str) -> None:
+    with serve(rwsfile(site), loop=loop) as server:
+        client = H2Client(server.port(), connection_window=1 << 30)  # only the stream windows limit
+        slow = client.request("/big.bin", scheme="http")
+        client.no_ack.add(slow)  # its window stays shut after the first 64 KiB
+        client.pump(lambda: len(client.replies[slow].data) >= 65535)
+        fast = client.request("/small.txt", scheme="http")
+        client.pump(client.done(fast))
+        assert client.replies[fast].data == b"small file\n"
+        assert not client.replies[slow].ended and len(client.replies[slow].data) == 65535
+        client.h2.increment_flow_control_window(1 << 30, stream_id=slow)
+        client.flush()
+        client.pump(client.done(slow))
+        assert bytes(client.replies[slow].data) == (site / "big.bin").read_bytes()
+        client.close()
+
+
+def _server_connections(server: Any) -> list[Any]:
+    gen = server.runtime.generation
+    return [conn for srv in gen.servers.values() for conn in list(srv.connections)]
+
+
+def test_a_client_that_does_not_read_is_not_buffered_for(serve: Any, tmp_path: Path, site: Path) -> None:
+    (site / "huge.bin").write_bytes(b"x" * (64 * 1024 * 1024))
+    with serve(rwsfile(site), loop="uvloop") as server:
+        client = H2Client(server.port(), settings={SettingCodes.INITIAL_WINDOW_SIZE: (1 << 31) - 1},
+                          connection_window=(1 << 31) - 1 - 65535, rcvbuf=4096)
+        sid = client.request("/huge.bin", scheme="http")
+        time.sleep(1.5)  # the client reads nothing meanwhile
+        sizes = server.call(_write_buffers(server))
+        assert sizes and max(sizes) <= MAX_WRITE_BUFFER
+        client.pump(client.done(sid), timeout=60)
+        assert len(client.replies[sid].data) == 64 * 1024 * 1024
+        client.close()
+
+
+def _write_buffers(server: Any) -> Any:
+    async def sizes() -> list[int]:
+        return [c.transport.get_write_buffer_size() for c in _server_connections(server) if c.transport is not None]
+    return sizes
+
+
+def test_an_upload_the_handler_does_not_read_stops_at_the_windows(serve: Any, site: Path) -> None:
+    held: list[socket.socket] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    threading.Thread(target=lambda: held.append(listener.accept()[0]), daemon=True).start()
+    upstream = f"127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        with serve(rwsfile(site, upstream=upstream), loop="uvloop") as server:
+            client = H2Client(server.port())
+            size = 48 * 1024 * 1024
+            sid = client.request("/proxy/upload", "POST", None, end=False, scheme="http",
+                                 headers=[("content-length", str(size))])
+            sent = 0
+            idle_since = time.monotonic()
+            chunk = b"u" * 16384
+            while sent < size and time.monotonic() - idle_since < 2:
+                window = min(client.h2.local_flow_control_window(sid), size - sent)
+                if window > 0:
+                    part = chunk[:window]
+                    client.h2.send_data(sid, part)
+                    client.flush()
+                    sent += len(part)
+                    idle_since = time.monotonic()
+                else:
+                    try:
+                        client.sock.settimeout(0.2)
+                        data = client.sock.recv(65536)
+                    except TimeoutError:
+                        continue
+                    if not data:
+                        break
+                    client.receive(data)
+            # the upstream reads nothing: rws takes no more than the windows and the socket
+            # buffers hold, and the client is left with a shut window
+            assert sent < size
+            assert client.h2.local_flow_control_window(sid) == 0
+            client.close()
+    finally:
+        listener.close()
+        for sock in held:
+            sock.close()
+
+
+# --- trailers, reload, shutdown --------------------------------------------------------------
+
+
+def _chunked_with_trailers(exchange: Exchange) -> None:
+    exchange.sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n"
+                          b"5\r\nhello\r\n0\r\nX-Checksum: abc123\r\n\r\n")
+
+
+def test_upstream_trailers_reach_an_http2_client(serve: Any, site: Path) -> None:
+    backend = Backend(respond=_chunked_with_trailers)
+    try:
+        with serve(rwsfile(site, upstream=backend.address), loop="uvloop") as server:
+            client = H2Client(server.port())
+            reply = client.get("/proxy/t", scheme="http", headers=[("te", "trailers")])
+            assert reply.status == 200 and reply.data == b"hello"
+            assert ("x-checksum", "abc123") in reply.trailers
+            client.close()
+    finally:
+        backend.close()
+
+
+def _slow_stream(exchange: Exchange) -> None:
+    exchange.sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    for i in range(10):
+        exchange.sock.sendall(b"6\r\npart%d\n\r\n" % i)
+        time.sleep(0.15)
+    exchange.sock.sendall(b"0\r\n\r\n")
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_reload_sends_goaway_and_long_streams_finish(serve: Any, site: Path, loop: str) -> None:
+    backend = Backend(respond=_slow_stream)
+    try:
+        with serve(rwsfile(site, upstream=backend.address), loop=loop) as server:
+            port = server.port()
+            client = H2Client(port)
+            streams = [client.request("/proxy/slow", scheme="http") for _ in range(3)]
+            client.pump(lambda: all(client.replies[s].data for s in streams))
+            reloaded = threading.Thread(target=server.apply, args=(rwsfile(site, upstream=backend.address)
+                                                                   .replace('"hello', '"reloaded'),))
+            reloaded.start()
+            client.pump(lambda: client.goaway is not None)
+            assert client.goaway is not None and client.goaway.error_code == ErrorCodes.NO_ERROR
+            assert client.goaway.last_stream_id == max(streams)
+            client.pump(lambda: all(client.replies[s].ended for s in streams))
+            for sid in streams:
+                assert bytes(client.replies[sid].data) == b"".join(b"part%d\n" % i for i in range(10))
+            reloaded.join(30)
+            client.pump(lambda: client.closed)  # the drained connection closes
+            again = H2Client(port)
+            assert again.get("/hello", scheme="http").data == b"reloaded HTTP/2.0"
+            again.close()
+    finally:
+        backend.close()
+
+
+def test_a_stream_opened_after_goaway_is_refused(serve: Any, site: Path) -> None:
+    backend = Backend(respond=_slow_stream)
+    try:
+        with serve(rwsfile(site, upstream=backend.address), loop="uvloop") as server:
+            client = H2Client(server.port())
+            first = client.request("/proxy/slow", scheme="http")
+            client.pump(lambda: bool(client.replies[first].data))
+            changed = rwsfile(site, upstream=backend.address).replace('"hello', '"reloaded')
+            reloaded = threading.Thread(target=server.apply, args=(changed,))
+            reloaded.start()
+            client.pump(lambda: client.goaway is not None)
+            # a request sent as the GOAWAY crossed it: the server refuses it (the client may retry)
+            late = client.request("/hello", scheme="http", stream_id=first + 2)
+            client.pump(client.done(late))
+            assert client.replies[late].reset == ErrorCodes.REFUSED_STREAM
+            client.pump(client.done(first))
+            assert client.replies[first].ended
+            reloaded.join(30)
+            client.close()
+    finally:
+        backend.close()
+
+
+# --- attacks ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def h2c_server(serve: Any, site: Path) -> Iterator[Any]:
+    backend = Backend(respond=_slow_stream)
+    try:
+        with serve(rwsfile(site, upstream=backend.address), loop="uvloop") as server:
+            server.backend = backend
+            yield server
+    finally:
+        backend.close()
+
+
+def _still_serving(server: Any) -> None:
+    other = H2Client(server.port())
+    assert other.get("/hello", scheme="http").data == b"hello HTTP/2.0"
+    other.close()
+
+
+def test_rapid_reset_is_cut_short(h2c_server: Any) -> None:
+    client = H2Client(h2c_server.port())
+    encoder = Encoder()
+    block = encoder.encode([(":method", "GET"), (":path", "/proxy/slow"), (":scheme", "http"),
+                            (":authority", "localhost")])
+    frames = bytearray()
+    for i in range(5000):
+        sid = 1 + 2 * i
+        frames += HeadersFrame(sid, block, flags=["END_HEADERS", "END_STREAM"]).serialize()
+        frames += RstStreamFrame(sid, error_code=ErrorCodes.CANCEL).serialize()
+    try:
+        client.sock.sendall(bytes(frames))
+    except OSError:
+        pass  # the server may close before it has read it all
+    client.pump(lambda: client.goaway is not None, timeout=20)
+    assert client.goaway is not None and client.goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    assert len(h2c_server.backend.requests) < 1000  # far fewer than the streams opened
+    _still_serving(h2c_server)
+
+
+def test_continuation_flood_closes_the_connection(h2c_server: Any) -> None:
+    client = H2Client(h2c_server.port())
+    frames = bytearray(HeadersFrame(1, Encoder().encode([(":method", "GET")]), flags=[]).serialize())
+    for i in range(2000):
+        frames += ContinuationFrame(1, Encoder().encode([(f"x-flood-{i}", "y" * 10)]), flags=[]).serialize()
+    try:
+        client.sock.sendall(bytes(frames))
+    except OSError:
+        pass
+    client.pump(lambda: client.goaway is not None, timeout=20)
+    assert client.goaway is not None and client.goaway.error_code != ErrorCodes.NO_ERROR
+    _still_serving(h2c_server)
+
+
+def test_hpack_bomb_is_refused(h2c_server: Any) -> None:
+    client = H2Client(h2c_server.port())
+    encoder = Encoder()
+    block = bytearray(encoder.encode([(":method", "GET"), (":path", "/hello"), (":scheme", "http"),
+                                      (":authority", "localhost"), ("x-bomb", "b" * 4000)]))
+    block += bytes([0x80 | 62]) * 12000  # the 4 KB field again and again: ~48 MB once decoded
+    frames = HeadersFrame(1, bytes(block[:16384]), flags=["END_STREAM"]).serialize()
+    rest = bytes(block[16384:])
+    frames += ContinuationFrame(1, rest, flags=["END_HEADERS"]).serialize()
+    client.sock.sendall(frames)
+    client.pump(lambda: client.goaway is not None or client.replies.get(1) is not None, timeout=20)
+    assert client.goaway is not None and client.goaway.error_code != ErrorCodes.NO_ERROR
+    _still_serving(h2c_server)
+
+
+def test_settings_flood_from_a_client_that_does_not_read(h2c_server: Any) -> None:
+    client = H2Client(h2c_server.port(), rcvbuf=4096)
+    flood = SettingsFrame(0, settings={SettingCodes.MAX_CONCURRENT_STREAMS: 100}).serialize() * 100_000
+    client.sock.settimeout(5)
+    try:
+        client.sock.sendall(flood)
+    except OSError:
+        pass  # the server stopped reading: what it owes us is not sent
+    sizes = h2c_server.call(_write_buffers(h2c_server))
+    assert max(sizes) <= MAX_WRITE_BUFFER + 64 * 1024
+    _still_serving(h2c_server)
+    client.close()
+
+
+def test_a_zero_window_stall_is_reset_and_others_go_on(serve: Any, site: Path) -> None:
+    with serve(rwsfile(site, extra="timeouts {\n\t\t\twrite 1s\n\t\t}"), loop="uvloop") as server:
+        client = H2Client(server.port(), settings={SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        stalled = client.request("/big.bin", scheme="http")
+        head = client.get("/small.txt", method="HEAD", scheme="http")  # no data frames: the window doesn't matter
+        assert head.status == 200 and head.header("content-length") == "11"
+        _still_serving(server)
+        client.pump(client.done(stalled), timeout=20)
+        assert client.replies[stalled].reset == ErrorCodes.CANCEL and not client.replies[stalled].data
+        client.close()
+
+
+def test_stream_ids_run_out_without_harm(h2c_server: Any) -> None:
+    client = H2Client(h2c_server.port())
+    last = (1 << 31) - 1
+    reply = client.get("/hello", scheme="http", stream_id=last)
+    assert reply.data == b"hello HTTP/2.0"
+    block = Encoder().encode([(":method", "GET"), (":path", "/hello"), (":scheme", "http"),
+                              (":authority", "localhost")])
+    client.sock.sendall(HeadersFrame(5, block, flags=["END_HEADERS", "END_STREAM"]).serialize())  # a used-up id
+    client.pump(lambda: client.goaway is not None)
+    assert client.goaway is not None and client.goaway.error_code == ErrorCodes.PROTOCOL_ERROR
+    _still_serving(h2c_server)
+
+
+def test_a_header_list_over_the_limit_is_refused(h2c_server: Any) -> None:
+    client = H2Client(h2c_server.port())
+    fields = [(f"x-big-{i}", "v" * 8000) for i in range(200)]  # 1.6 MB, over the 1 MiB limit
+    client.h2.max_outbound_frame_size = 16384
+    sid = client.request("/hello", scheme="http", headers=fields)
+    client.pump(lambda: client.goaway is not None or client.done(sid)())
+    assert client.goaway is not None or client.replies[sid].status == 431 or client.replies[sid].reset is not None
+    _still_serving(h2c_server)
