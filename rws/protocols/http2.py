@@ -96,6 +96,7 @@ class Http2Connection(asyncio.Protocol):
         self.reading_paused = False
         self.batching = False  # inside data_received: write once, at the end
         self.queued = 0  # body bytes given to h2 since the last write
+        self.flush_scheduled = False
         self.goaway_sent = False
         self.last_stream_id = 0
         self.resets = 0
@@ -126,12 +127,12 @@ class Http2Connection(asyncio.Protocol):
                 transport.close()
                 return
             self.h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
-            self._flush()
+            self._write_now()
             self._open_stream(1, head)
         else:
             self.h2.initiate_connection()
             self.h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
-            self._flush()
+            self._write_now()
             self._arm(self.timeouts.idle)
 
     def data_received(self, data: bytes) -> None:
@@ -167,7 +168,7 @@ class Http2Connection(asyncio.Protocol):
                     return
         finally:
             self.batching = False
-            self._flush()
+            self._write_now()
         transport = self.transport
         if transport is not None and not self.reading_paused and transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
             self.reading_paused = True  # the client sends but doesn't read what it is answered
@@ -270,7 +271,7 @@ class Http2Connection(asyncio.Protocol):
             stream.cancel()
         self.streams.clear()
         self.waiting.clear()
-        self._flush()
+        self._write_now()
         if self.transport is not None:
             self.transport.close()
 
@@ -307,7 +308,7 @@ class Http2Connection(asyncio.Protocol):
                 raise ConnectionResetError(f"stream {stream_id}: {exc}") from None
             self.queued += total
             if self.queued > BATCH_LIMIT:
-                self._flush(force=True)  # so that a full transport is noticed, even while batching
+                self._write_now()  # so that a full transport is noticed before more is queued
             else:
                 self._flush()
             if pos == total:
@@ -347,12 +348,13 @@ class Http2Connection(asyncio.Protocol):
         while self.waiting and self.running < MAX_CONCURRENT_STREAMS and self.transport is not None:
             self.running += 1
             self.waiting.popleft().start(self.app)
+        if not self.streams and self.transport is not None and self.goaway_sent:
+            self._write_now()
+            self.transport.close()
+            return
         self._flush()
         if not self.streams and self.transport is not None:
-            if self.goaway_sent:
-                self.transport.close()
-            else:
-                self._arm(self.timeouts.idle)
+            self._arm(self.timeouts.idle)
 
     def close_after_streams(self) -> None:
         self.drain()
@@ -370,7 +372,7 @@ class Http2Connection(asyncio.Protocol):
     def _goaway(self, code: int, reason: bytes = b"") -> None:
         self.goaway_sent = True
         self.last_stream_id = self.h2.highest_inbound_stream_id
-        self._flush()
+        self._write_now()
         frame = GoAwayFrame(0, last_stream_id=self.last_stream_id, error_code=code, additional_data=reason)
         if self.transport is not None:
             self.transport.write(frame.serialize())
@@ -383,7 +385,7 @@ class Http2Connection(asyncio.Protocol):
     def _fail(self) -> None:
         """A connection error: h2 has queued its GOAWAY; send it and close."""
         self.batching = False
-        self._flush()
+        self._write_now()
         self._abandon()
 
     def _abandon(self) -> None:
@@ -408,9 +410,15 @@ class Http2Connection(asyncio.Protocol):
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _flush(self, force: bool = False) -> None:
-        if self.batching and not force:
-            return
+    def _flush(self) -> None:
+        """Write what h2 queued at the end of this turn of the loop: the streams that
+        answer in the same turn go out in one write (one TLS record, one system call)."""
+        if not self.batching and not self.flush_scheduled and self.transport is not None:
+            self.flush_scheduled = True
+            self.loop.call_soon(self._write_now)
+
+    def _write_now(self) -> None:
+        self.flush_scheduled = False
         self.queued = 0
         data = self.h2.data_to_send()
         if data and self.transport is not None:
