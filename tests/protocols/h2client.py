@@ -52,7 +52,8 @@ class H2Client:
         raw.settimeout(10)
         raw.connect(("127.0.0.1", port))
         self.sock: socket.socket = tls.wrap_socket(raw, server_hostname=server_name) if tls is not None else raw
-        self.h2 = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
+        self.h2 = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8", validate_outbound_headers=False,
+                                               normalize_outbound_headers=False))  # (tests send bad ones)
         self.h2.initiate_connection()
         if settings:
             self.h2.update_settings(settings)
@@ -72,10 +73,12 @@ class H2Client:
 
     def request(self, path: str, method: str = "GET", body: bytes | None = None, *, authority: str = "localhost",
                 headers: list[tuple[str, str]] | None = None, end: bool = True, stream_id: int | None = None,
-                scheme: str = "https") -> int:
+                scheme: str = "https", fields: list[tuple[str, str]] | None = None) -> int:
+        """`fields`: the whole header list as given (pseudo-fields too), instead of the usual."""
         sid = stream_id or self.h2.get_next_available_stream_id()
-        fields = [(":method", method), (":path", path), (":scheme", scheme), (":authority", authority)]
-        fields += headers or []
+        if fields is None:
+            fields = [(":method", method), (":path", path), (":scheme", scheme), (":authority", authority)]
+            fields += headers or []
         self.h2.send_headers(sid, fields, end_stream=end and not body)
         if body:
             self.h2.send_data(sid, body, end_stream=end)

@@ -462,3 +462,41 @@ def test_a_header_list_over_the_limit_is_refused(h2c_server: Any) -> None:
     client.pump(lambda: client.goaway is not None or client.done(sid)())
     assert client.goaway is not None or client.replies[sid].status == 431 or client.replies[sid].reset is not None
     _still_serving(h2c_server)
+
+
+MALFORMED = [
+    [("x-Upper", "1")],
+    [("connection", "keep-alive")],
+    [("transfer-encoding", "chunked")],
+    [("te", "gzip")],
+    [("x-bad", "a\rb")],
+    [("x-bad", " padded")],
+    [("host", "other.example")],  # differs from :authority
+    [(":unknown", "1")],
+]
+
+
+@pytest.mark.parametrize("fields", MALFORMED)
+def test_a_malformed_request_resets_its_stream_only(h2c_server: Any, fields: list[tuple[str, str]]) -> None:
+    client = H2Client(h2c_server.port())
+    sid = client.request("/hello", scheme="http", headers=fields)
+    client.pump(client.done(sid))
+    assert client.replies[sid].reset == ErrorCodes.PROTOCOL_ERROR and client.replies[sid].status == 0
+    assert client.get("/hello", scheme="http").data == b"hello HTTP/2.0"  # the connection goes on
+    client.close()
+
+
+@pytest.mark.parametrize("pseudo", [
+    [(":method", "GET"), (":scheme", "http"), (":authority", "localhost")],  # no :path
+    [(":method", "GET"), (":path", "/hello"), (":authority", "localhost")],  # no :scheme
+    [(":method", "GET"), (":path", "hello"), (":scheme", "http"), (":authority", "localhost")],
+    [(":method", "GET"), (":path", "/a"), (":path", "/b"), (":scheme", "http"), (":authority", "localhost")],
+    [(":method", "GET"), ("x-a", "1"), (":path", "/hello"), (":scheme", "http"), (":authority", "localhost")],
+])
+def test_bad_pseudo_fields_reset_the_stream(h2c_server: Any, pseudo: list[tuple[str, str]]) -> None:
+    client = H2Client(h2c_server.port())
+    sid = client.request("", fields=pseudo)
+    client.pump(client.done(sid))
+    assert client.replies[sid].reset == ErrorCodes.PROTOCOL_ERROR
+    assert client.get("/hello", scheme="http").data == b"hello HTTP/2.0"
+    client.close()
