@@ -13,7 +13,7 @@ from typing import Any, Callable
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.events import (DataReceived, ResponseReceived, StreamEnded, StreamReset,
+from h2.events import (DataReceived, InformationalResponseReceived, ResponseReceived, StreamEnded, StreamReset,
                        TrailersReceived)
 
 
@@ -35,6 +35,7 @@ class Reply:
     trailers: list[tuple[str, str]] = field(default_factory=list)
     ended: bool = False
     reset: int | None = None  # the RST_STREAM error code
+    informational: list[list[tuple[str, str]]] = field(default_factory=list)  # 1xx heads
 
     def header(self, name: str) -> str | None:
         return next((v for k, v in self.headers if k == name), None)
@@ -123,10 +124,12 @@ class H2Client:
         for event in events:
             sid = getattr(event, "stream_id", 0)
             reply = self.replies.setdefault(sid, Reply()) if sid else None
-            if isinstance(event, ResponseReceived) and reply is not None:
+            if isinstance(event, (ResponseReceived, InformationalResponseReceived)) and reply is not None:
                 headers = [(k, v) for k, v in event.headers]  # type: ignore[misc]
                 status = dict(headers).get(":status", "0")
-                if not status.startswith("1"):
+                if status.startswith("1"):
+                    reply.informational.append(headers)
+                else:
                     reply.status = int(status)
                     reply.headers = headers
             elif isinstance(event, DataReceived) and reply is not None:

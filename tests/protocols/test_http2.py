@@ -500,3 +500,24 @@ def test_bad_pseudo_fields_reset_the_stream(h2c_server: Any, pseudo: list[tuple[
     assert client.replies[sid].reset == ErrorCodes.PROTOCOL_ERROR
     assert client.get("/hello", scheme="http").data == b"hello HTTP/2.0"
     client.close()
+
+
+def test_early_hints_and_100_continue_over_http2(serve: Any, site: Path) -> None:
+    config = ("{\n\tservers {\n\t\tprotocols h1 h2c\n\t}\n}\nhttp:// {\n\troute /hints {\n"
+              "\t\theader Link \"</style.css>; rel=preload\"\n\t\trespond 103\n\t\trespond \"final\"\n\t}\n"
+              "\trespond /echo \"{http.request.body}\"\n}\n")
+    with serve(config, loop="uvloop") as server:
+        client = H2Client(server.port())
+        reply = client.get("/hints", scheme="http")
+        assert [dict(h)[":status"] for h in reply.informational] == ["103"]
+        assert ("link", "</style.css>; rel=preload") in reply.informational[0]
+        assert reply.status == 200 and reply.data == b"final"
+        sid = client.request("/echo", "POST", scheme="http", end=False,
+                             headers=[("expect", "100-continue"), ("content-length", "5")])
+        client.pump(lambda: bool(client.replies[sid].informational))
+        assert dict(client.replies[sid].informational[0])[":status"] == "100" and client.replies[sid].status == 0
+        client.h2.send_data(sid, b"hello", end_stream=True)
+        client.flush()
+        client.pump(client.done(sid))
+        assert client.replies[sid].status == 200 and client.replies[sid].data == b"hello"
+        client.close()
