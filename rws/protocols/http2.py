@@ -100,6 +100,7 @@ class Http2Connection(asyncio.Protocol):
         self.queued = 0  # body bytes given to h2 since the last write
         self.flush_scheduled = False
         self.goaway_sent = False
+        self.abandoned = False  # closed for misbehaving: the rest of what was read is ignored
         self.last_stream_id = 0
         self.resets = 0
         self.completed = 0
@@ -167,6 +168,8 @@ class Http2Connection(asyncio.Protocol):
                     pass  # request trailers are not passed on (as HTTP/1 chunked trailers)
                 elif kind is ConnectionTerminated:
                     self._terminated()
+                    return
+                if self.abandoned:
                     return
         finally:
             self.batching = False
@@ -394,6 +397,7 @@ class Http2Connection(asyncio.Protocol):
         self._abandon()
 
     def _abandon(self) -> None:
+        self.abandoned = True
         for stream in list(self.streams.values()):
             stream.cancel()
         self.streams.clear()
