@@ -315,6 +315,9 @@ class HttpConnection(asyncio.Protocol):
             return
         except ConnectionError:
             keep = False
+        except TimeoutError as exc:  # what the body came from took too long (an upstream)
+            log.warning("response body timed out", extra={"error": str(exc)})
+            keep = False
         except Exception:  # the connection's task boundary: log once, drop the connection
             log.exception("error writing response")
             keep = False

@@ -122,8 +122,12 @@ class Stream:
             app.sent(response, head, written, self.body)
         except asyncio.CancelledError:
             return
-        except ConnectionError:
-            pass
+        except (ConnectionError, TimeoutError) as exc:  # the client, or what the body came from, is gone
+            if isinstance(exc, TimeoutError):
+                log.warning("response body timed out", extra={"error": str(exc)})
+            if not self.ended:
+                self.mux.reset(self.stream_id, internal_error=True)
+                self.ended = True
         except Exception:  # the stream's task boundary: log once, reset the stream
             log.exception("error writing response")
             if not self.ended:

@@ -521,3 +521,22 @@ def test_early_hints_and_100_continue_over_http2(serve: Any, site: Path) -> None
         client.pump(client.done(sid))
         assert client.replies[sid].status == 200 and client.replies[sid].data == b"hello"
         client.close()
+
+
+def _dies_midway(exchange: Exchange) -> None:
+    exchange.sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+    exchange.sock.shutdown(socket.SHUT_RDWR)
+
+
+def test_an_upstream_that_dies_midway_resets_the_stream(serve: Any, site: Path) -> None:
+    backend = Backend(respond=_dies_midway)
+    try:
+        with serve(rwsfile(site, upstream=backend.address), loop="uvloop") as server:
+            client = H2Client(server.port())
+            reply = client.get("/proxy/dies", scheme="http")
+            assert reply.status == 200 and reply.reset == ErrorCodes.INTERNAL_ERROR and not reply.ended
+            assert len(reply.data) < 100000
+            assert client.get("/hello", scheme="http").data == b"hello HTTP/2.0"  # the connection goes on
+            client.close()
+    finally:
+        backend.close()

@@ -16,6 +16,7 @@ import re
 
 from rws.http.message import Headers, Request
 from rws.protocols.http1.core import header_line
+from rws.protocols.multiplexed import CONNECTION_FIELDS
 
 HOP_BY_HOP = frozenset({"connection", "proxy-connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
                         "te", "trailer", "transfer-encoding", "upgrade"})
@@ -93,17 +94,52 @@ def client_response_headers(upstream: list[tuple[str, str]], base: Headers) -> H
     return base
 
 
-def request_head(method: str, target: str, headers: Headers) -> bytes | None:
-    """The serialised head of an HTTP/1.1 request; None when the target holds characters
-    a request line can't carry (controls, spaces, non-ASCII), which a rewrite may have
-    put there. Fields whose names are not tokens are dropped; CR, LF and NUL in values
-    become spaces."""
-    if not _SAFE_TARGET.fullmatch(target):
-        return None
+def sendable_target(target: str) -> bool:
+    """Whether a request target can go upstream as it is: not if it holds characters a
+    request line (or HTTP/2's `:path`) can't carry (controls, spaces, non-ASCII), which a
+    rewrite may have put there."""
+    return _SAFE_TARGET.fullmatch(target) is not None
+
+
+def request_head(method: str, target: str, headers: Headers) -> bytes:
+    """The serialised head of an HTTP/1.1 request (`sendable_target(target)` holds).
+    Fields whose names are not tokens are dropped; CR, LF and NUL in values become spaces."""
     lines = [f"{method} {target} HTTP/1.1\r\n"]
     lines.extend(header_line(name, value) for name, value in headers)
     lines.append("\r\n")
     return "".join(lines).encode("latin-1", "replace")
 
 
+def request_fields(method: str, scheme: bytes, target: str, headers: Headers) -> list[tuple[bytes, bytes]]:
+    """A proxied request's HTTP/2 fields: the pseudo-fields (`:authority` from the Host the
+    proxy sends), then the other fields with lower-case names, without the fields of an
+    HTTP/1 connection (`te` only as `trailers`). As for HTTP/1.1, fields whose names are
+    not tokens are dropped, and CR, LF and NUL in values become spaces."""
+    authority = ""
+    fields = [(b":method", method.encode("latin-1")), (b":scheme", scheme)]
+    rest: list[tuple[bytes, bytes]] = []
+    for name, value in headers:
+        lname = name.lower()
+        if lname in CONNECTION_FIELDS:
+            continue
+        if lname == "host":
+            authority = authority or value
+            continue
+        if lname == "te" and value.strip().lower() != "trailers" or not _FIELD_NAME.fullmatch(lname):
+            continue
+        rest.append((lname.encode("latin-1", "replace"), _field_value(value)))
+    if authority:
+        fields.append((b":authority", _field_value(authority)))
+    fields.append((b":path", target.encode("latin-1", "replace")))
+    fields.extend(rest)
+    return fields
+
+
+def _field_value(value: str) -> bytes:
+    if "\r" in value or "\n" in value or "\x00" in value:
+        value = value.replace("\r", " ").replace("\n", " ").replace("\x00", " ")
+    return value.encode("latin-1", "replace")
+
+
 _SAFE_TARGET = re.compile(r"[\x21-\x7e]+")
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")

@@ -4,7 +4,8 @@ response; try another upstream when that is safe.
 Per request: the upstream-bound header fields are prepared once (forwarding.py); then
 each attempt picks an upstream with the selection policy among the available ones, sets
 the `{http.reverse_proxy.upstream.*}` placeholders, applies `header_up`, and sends the
-request through the transport (upstream_pool.py). A failed attempt counts against the
+request through the transport (upstream_pool.py: HTTP/1.1 or HTTP/2, as the transport's
+`versions` and the upstream agree). A failed attempt counts against the
 upstream's health and is retried, within `lb_retries`/`lb_try_duration` and the retry
 budget, when no byte reached the upstream (a dial error, or no upstream available) or
 when the request is idempotent and its body can be sent again. The response streams to
@@ -26,15 +27,10 @@ from typing import Any
 from rws.errors import HttpError
 from rws.handlers.headers import HeaderOps, ResponseMatcher
 from rws.handlers.reverse_proxy.config import ReverseProxyConfig
-from rws.handlers.reverse_proxy.forwarding import client_response_headers, request_head, upstream_request_headers
+from rws.handlers.reverse_proxy.exchange import DialError, UpstreamError, UpstreamResponse, UpstreamTimeout
+from rws.handlers.reverse_proxy.forwarding import client_response_headers, sendable_target, upstream_request_headers
 from rws.handlers.reverse_proxy.transport_config import HttpTransportConfig
-from rws.handlers.reverse_proxy.upstream_pool import (
-    DialError,
-    HttpTransport,
-    UpstreamError,
-    UpstreamResponse,
-    UpstreamTimeout,
-)
+from rws.handlers.reverse_proxy.upstream_pool import HttpTransport
 from rws.handlers.reverse_proxy.response_handling import RESPONSE_KEY, build_response_handlers, handle_response
 from rws.handlers.reverse_proxy.upstreams import Upstream, acquire_host, release_host
 from rws.handlers.rewrite_runtime import Rewrite
@@ -198,6 +194,8 @@ class ReverseProxy:
                                ("Content-Length", str(request.content_length))))
         if not has_body:
             body = None
+        if not sendable_target(target):
+            raise HttpError(502, f"cannot send the request target {target!r} upstream")
         start = time.monotonic()
         retries = 0
         tried: set[str] = set()
@@ -222,18 +220,16 @@ class ReverseProxy:
                 self.header_up.apply(headers, request)
             if "Host" not in headers:
                 headers.add("Host", request.authority or upstream.dial)
-            head = request_head(method, target, headers)
-            if head is None:
-                raise HttpError(502, f"cannot send the request target {target!r} upstream")
             began = time.monotonic()
             host = upstream.host
             host.num_requests += 1
             if upstream.breaker is not None and host.circuit != "closed":
                 host.probing = True
             try:
-                response = await self.transport.round_trip(upstream.dial, head, body, chunked=chunked,
-                                                           head_only=method == "HEAD", replayable=replayable,
-                                                           informational=request.informational)
+                response = await self.transport.round_trip(upstream.dial, method, target, headers, body,
+                                                           chunked=chunked, head_only=method == "HEAD",
+                                                           replayable=replayable, informational=request.informational,
+                                                           upgrade=bool(upgrade))
             except (DialError, UpstreamTimeout, UpstreamError) as exc:
                 host.num_requests -= 1
                 tried.add(upstream.dial)

@@ -19,7 +19,7 @@ from rws.errors import HttpError
 from rws.handlers.headers import ResponseMatcher
 from rws.handlers.reverse_proxy.config import CopyResponseConfig, CopyResponseHeadersConfig, ResponseHandlerConfig
 from rws.handlers.reverse_proxy.forwarding import HOP_BY_HOP
-from rws.handlers.reverse_proxy.upstream_pool import UpstreamResponse
+from rws.handlers.reverse_proxy.exchange import UpstreamResponse
 from rws.handlers.static_response import go_atoi
 from rws.http.message import Headers, Next, Request, Response, canonical_header_key
 from rws.http.placeholders import Template, compile_template, prefix_provider

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable
 
-from rws.handlers.reverse_proxy.upstream_pool import UpstreamConnection
+from rws.handlers.reverse_proxy.upstream_h1 import UpstreamConnection
 from rws.http.message import Headers, Response
 
 

@@ -1,17 +1,20 @@
-"""The `http` transport: HTTP/1.1 to upstreams over pooled keep-alive connections.
+"""The `http` transport: requests to upstreams over pooled connections, in HTTP/1.1
+(upstream_h1.py) or HTTP/2 (upstream_h2.py).
 
-Each upstream address has a pool of idle connections (most recently used first, closed
-after `idle_timeout`; those beyond `max_idle_conns_per_host` once they have been idle for
-`TRIM_GRACE`, so that a burst of responses doesn't close the connections the next burst
-of requests would dial again) and an optional cap on open
-connections (`max_conns_per_host`: callers wait their turn). A connection goes back to
-its pool only after a complete exchange: the request was sent in full, the response
-body was read to its end and both sides agreed to keep it open. One that saw an error,
-or whose response body was abandoned, is closed.
+Which version: HTTP/2 by prior knowledge to a cleartext upstream when `versions` has
+`h2c`; over TLS, when `versions` has `2` (as by default, `["1.1", "2"]`), ALPN offers h2
+and http/1.1 and the upstream's choice holds for its address from then on; HTTP/1.1
+otherwise, and always for upgrades (WebSocket), as Caddy does.
 
-Responses are parsed by llhttp (httptools); bodies stream with flow control both ways:
-reading from the upstream pauses while the client is slow, and the request body is read
-from the client only as fast as the upstream takes it.
+Each upstream address has a pool. HTTP/1.1 connections carry one exchange at a time and
+wait idle between them (most recently used first, closed after `idle_timeout`; those
+beyond `max_idle_conns_per_host` once they have been idle for `TRIM_GRACE`, so that a
+burst of responses doesn't close the connections the next burst of requests would dial
+again). HTTP/2 connections carry many exchanges at once: a request takes a stream on the
+first connection with room; when none has any, one more is dialled (one dial at a time:
+the requests that arrive meanwhile wait for its streams); one without streams closes
+after `idle_timeout`. `max_conns_per_host` caps the connections of both kinds: callers
+wait their turn.
 """
 
 from __future__ import annotations
@@ -21,348 +24,48 @@ import base64
 import collections
 import ssl
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
-
-import httptools
 
 from rws.errors import ConfigError
 from rws.handlers.reverse_proxy.dial_addresses import parse_network_address
+from rws.handlers.reverse_proxy.exchange import DialError, UpstreamError, UpstreamResponse
+from rws.handlers.reverse_proxy.forwarding import request_head
 from rws.handlers.reverse_proxy.transport_config import HttpTransportConfig, KeepAliveConfig
-from rws.protocols.http1.core import chunk, last_chunk
+from rws.handlers.reverse_proxy.upstream_h1 import UpstreamConnection
+from rws.handlers.reverse_proxy.upstream_h2 import H2UpstreamConnection
+from rws.handlers.reverse_proxy.upstream_h2_stream import StreamRefused
+from rws.http.message import Headers
 
-HIGH_WATER = 256 * 1024  # buffered response bytes before reading from the upstream pauses
 DEFAULT_DIAL_TIMEOUT = 3.0
 DEFAULT_IDLE_CONNS_PER_HOST = 32
 DEFAULT_IDLE_TIMEOUT = 120.0
 DEFAULT_MAX_RESPONSE_HEADER_SIZE = 10 << 20  # as Go's transport
 TRIM_GRACE = 1.0  # seconds a connection beyond max_idle_conns_per_host may stay idle
 MAX_POOLS = 1024  # upstream addresses with a pool, before pools without connections are dropped
+MAX_REFUSED = 5  # times a request refused by HTTP/2 upstreams (never processed) is sent again
 
-
-class DialError(ConnectionError):
-    """No connection to the upstream: nothing was sent, so another upstream may be tried."""
-
-
-class _ExtraResponse(Exception):
-    """The upstream sent more after its response: a misbehaving upstream's bytes, dropped."""
-
-
-class _Ignore:
-    """The parser of a connection whose response is complete and whose other bytes are dropped."""
-
-    def feed_data(self, data: bytes) -> None:
-        return
-
-
-_IGNORE = _Ignore()
-
-
-class UpstreamTimeout(TimeoutError):
-    """The upstream did not answer in time (504)."""
-
-
-class UpstreamError(ConnectionError):
-    """The exchange failed after the request was written (502); `answered` tells whether
-    any byte of a response had arrived."""
-
-    def __init__(self, message: str, answered: bool = True) -> None:
-        super().__init__(message)
-        self.answered = answered
-
-
-@dataclass(slots=True)
-class UpstreamResponse:
-    status: int
-    headers: list[tuple[str, str]]
-    body: UpstreamBody | None  # None when the whole body is in `data`
-    length: int | None  # Content-Length, when the upstream gave one
-    keep_alive: bool
-    trailers: list[tuple[str, str]] = field(default_factory=list)
-    upgraded: UpstreamConnection | None = None  # after a 101: the raw connection
-    data: bytes = b""  # the whole body, when it came with the head
-
-
-class UpstreamConnection(asyncio.Protocol):
-    """One HTTP/1.1 connection to an upstream; carries one exchange at a time."""
-
-    def __init__(self, pool: Pool) -> None:
-        self.pool = pool
-        self.loop = asyncio.get_running_loop()
-        self.transport: asyncio.Transport | None = None
-        self.parser: Any = None
-        self.head: asyncio.Future[None] | None = None  # resolved when a final response head arrived
-        self.status = 0
-        self.headers: list[tuple[str, str]] = []
-        self.trailers: list[tuple[str, str]] = []
-        self.chunks: collections.deque[bytes] = collections.deque()
-        self.buffered = 0
-        self.done = False  # the response (body included) is complete
-        self.error: BaseException | None = None
-        self.waiter: asyncio.Future[None] | None = None  # a body reader waiting for data
-        self.drained: asyncio.Future[None] | None = None  # a writer waiting for the upstream
-        self.paused = False
-        self.received_any = False
-        self.head_only = False  # a HEAD request: the response ends with its head
-        self.upgrade_data = b""  # bytes after a 101 head
-        self.informational: Any = None  # callback for 103 Early Hints
-        self.idle_since = 0.0
-        self.closed = False
-        self.sending = False  # a request body is still being sent
-        self.keep_alive = False  # the response lets the connection be reused
-        self.head_size = 0  # bytes of header (and trailer) fields received
-        self.tunnel: Any = None  # after a 101: the streaming.Tunnel that owns the connection
-        self.upgraded = False  # a 101 came: what follows is the new protocol's
-
-    # --- asyncio.Protocol --------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        if self.tunnel is not None:
-            self.tunnel.upstream_data(data)
-            return
-        if self.upgraded:  # after a 101, before the tunnel runs
-            self.upgrade_data += data
-            return
-        self.received_any = True
-        parser = self.parser
-        if parser is None:  # bytes nobody asked for: the connection can't be trusted
-            self._fail(UpstreamError("unexpected data from the upstream"))
-            return
-        try:
-            parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            self.upgrade_data = data[exc.args[0]:] if exc.args else b""
-            self.upgraded = True
-            self.done = True
-            self._wake()
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            if isinstance(cause, _ExtraResponse):  # the response is complete; the rest is dropped
-                self.keep_alive = False
-                self.parser = _IGNORE
-                return
-            self._fail(cause if isinstance(cause, UpstreamError) else UpstreamError(f"malformed response: {exc}"))
-            return
-        except httptools.HttpParserError as exc:
-            self._fail(UpstreamError(f"malformed response from the upstream: {exc}"))
-            return
-        if self.buffered > HIGH_WATER and not self.paused and self.transport is not None:
-            self.paused = True
-            self.transport.pause_reading()
-
-    def eof_received(self) -> bool | None:
-        if self.tunnel is not None:
-            self.tunnel.upstream_closed()
-            return False
-        if self.head is not None and self.head.done() and not self.done and self.error is None and self._ends_at_close():
-            self.keep_alive = False  # a body delimited by the end of the connection ends here
-            self.done = True
-            self._wake()
-        if not self.done:
-            self._fail(UpstreamError("the upstream closed the connection", answered=self.received_any))
-        return False
-
-    def _ends_at_close(self) -> bool:
-        """Whether the response's body runs to the end of the connection (no length, not chunked)."""
-        for name, _ in self.headers:
-            if name.lower() in ("content-length", "transfer-encoding"):
-                return False
-        return True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.transport = None
-        if self.tunnel is not None:
-            self.tunnel.upstream_closed()
-        if not self.done:
-            self._fail(UpstreamError(f"the upstream connection was lost{': ' + str(exc) if exc else ''}",
-                                     answered=self.received_any))
-        if self.drained is not None and not self.drained.done():
-            self.drained.set_result(None)
-
-    def pause_writing(self) -> None:
-        if self.drained is None or self.drained.done():
-            self.drained = self.loop.create_future()
-        if self.tunnel is not None:
-            self.tunnel.upstream_pause_writing()
-
-    def resume_writing(self) -> None:
-        if self.drained is not None and not self.drained.done():
-            self.drained.set_result(None)
-        if self.tunnel is not None:
-            self.tunnel.upstream_resume_writing()
-
-    # --- llhttp callbacks --------------------------------------------------------------------
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_size += len(name) + len(value) + 4
-        if self.head_size > self.pool.transport.max_response_header_size:
-            raise UpstreamError("the upstream's response header fields are too large")
-        field = (name.decode("latin-1"), value.decode("latin-1"))
-        (self.trailers if self.status else self.headers).append(field)  # after the head: trailer fields
-
-    def on_message_begin(self) -> None:
-        if self.done:
-            raise _ExtraResponse()
-
-    def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
-        if 100 <= status < 200 and status != 101:
-            if status == 103 and self.informational is not None:
-                self.informational(103, self.headers)
-            self.headers = []
-            return
-        for name, value in self.headers:
-            if name.lower() == "transfer-encoding" and value.strip().lower() != "chunked":
-                raise UpstreamError(f"unsupported transfer encoding from the upstream: {value!r}")
-        self.status = status
-        self.keep_alive = self.parser.should_keep_alive()
-        if self.head is not None and not self.head.done():
-            self.head.set_result(None)
-        if self.head_only:
-            self.done = True
-
-    def on_body(self, body: bytes) -> None:
-        if self.head_only or not body:
-            return
-        self.chunks.append(body)
-        self.buffered += len(body)
-        self._wake()
-
-    def on_message_complete(self) -> None:
-        if self.status == 0:  # the end of a 1xx: the final response follows
-            return
-        self.keep_alive = self.parser.should_keep_alive()  # llhttp forgets it once the message ends
-        self.done = True
-        self._wake()
-
-    # --- the exchange --------------------------------------------------------------------------
-
-    def begin(self, head_only: bool, informational: Any) -> None:
-        """Get ready for the response to a request about to be sent."""
-        self.parser = httptools.HttpResponseParser(self)
-        self.head = self.loop.create_future()
-        self.status = 0
-        self.headers = []
-        self.trailers = []
-        self.head_size = 0
-        self.chunks.clear()
-        self.buffered = 0
-        self.done = False
-        self.error = None
-        self.received_any = False
-        self.head_only = head_only
-        self.informational = informational
-
-    def write(self, data: bytes) -> None:
-        if self.transport is None:
-            raise UpstreamError("the upstream connection was lost", answered=self.received_any)
-        self.transport.write(data)
-
-    async def drain(self) -> None:
-        if self.transport is None:
-            raise UpstreamError("the upstream connection was lost")
-        if self.drained is not None and not self.drained.done():
-            await self.drained
-
-    def _wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    def _fail(self, error: BaseException) -> None:
-        if self.error is None:
-            self.error = error
-        if self.head is not None and not self.head.done():
-            self.head.set_exception(error)
-            self.head.exception()  # retrieved: the caller may be gone
-        self._wake()
-        self.close()
-
-    def reusable(self) -> bool:
-        return (self.done and self.error is None and not self.closed and self.transport is not None and not self.sending
-                and self.parser is not None and self.keep_alive and not self.chunks and not self.paused)
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-
-class UpstreamBody:
-    """A response body as it arrives from the upstream: an async iterator of bytes that
-    raises UpstreamError if the body ends early. When it ends, fails or is closed
-    (`aclose`), the connection goes back to its pool (or is closed) and `on_release` runs,
-    exactly once."""
-
-    __slots__ = ("conn", "read_timeout", "released", "on_release")
-
-    def __init__(self, conn: UpstreamConnection, read_timeout: float) -> None:
-        self.conn = conn
-        self.read_timeout = read_timeout
-        self.released = False
-        self.on_release: Callable[[], None] | None = None  # also called, once, at the end
-
-    def __aiter__(self) -> UpstreamBody:
-        return self
-
-    async def __anext__(self) -> bytes:
-        conn = self.conn
-        try:
-            while not conn.chunks and not conn.done and conn.error is None:
-                conn.waiter = conn.loop.create_future()
-                if self.read_timeout:
-                    try:
-                        await asyncio.wait_for(conn.waiter, self.read_timeout)
-                    except asyncio.TimeoutError:
-                        raise UpstreamTimeout("timed out reading the upstream response body") from None
-                else:
-                    await conn.waiter
-        except BaseException:
-            self.release()
-            raise
-        if conn.chunks:
-            data = conn.chunks.popleft()
-            conn.buffered -= len(data)
-            if conn.paused and conn.buffered <= HIGH_WATER // 2 and conn.transport is not None:
-                conn.paused = False
-                conn.transport.resume_reading()
-            return data
-        self.release()
-        if conn.error is not None:
-            raise conn.error
-        raise StopAsyncIteration
-
-    async def aclose(self) -> None:
-        self.release()
-
-    def unread(self, data: bytes) -> None:
-        """Put bytes read from the body back in front of the rest."""
-        if data:
-            self.conn.chunks.appendleft(data)
-            self.conn.buffered += len(data)
-
-    def release(self) -> None:
-        if not self.released:
-            self.released = True
-            self.conn.pool.finished(self.conn)
-            if self.on_release is not None:
-                self.on_release()
+# How a pool's connections speak
+HTTP1 = "http/1.1"
+H2C = "h2c"  # HTTP/2 by prior knowledge, in cleartext
+ALPN = "alpn"  # TLS offering h2 and http/1.1: the upstream chooses
 
 
 class Pool:
     """The connections to one upstream address."""
 
-    def __init__(self, transport: HttpTransport, address: str) -> None:
+    def __init__(self, transport: HttpTransport, address: str, mode: str) -> None:
         self.transport = transport
         self.address = address
+        self.mode = mode  # becomes HTTP1 when an upstream offered h2 chooses http/1.1
         self.idle: collections.deque[UpstreamConnection] = collections.deque()
-        self.open = 0
+        self.h2: list[H2UpstreamConnection] = []
+        self.open = 0  # connections of both kinds, and dials under way
         self.waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.dialing: asyncio.Future[None] | None = None  # an HTTP/2 (or ALPN) dial under way
         self.sweep: asyncio.TimerHandle | None = None  # closes connections idle too long
         self.trim: asyncio.TimerHandle | None = None  # closes idle connections beyond the cap
+
+    # --- HTTP/1.1 ----------------------------------------------------------------------------
 
     def take_idle(self) -> UpstreamConnection | None:
         """The most recently used idle connection that is still good, if any."""
@@ -377,25 +80,13 @@ class Pool:
         return None
 
     async def acquire(self, dial_timeout: float) -> tuple[UpstreamConnection, bool]:
-        """A connection, and whether it was reused from the pool."""
+        """An HTTP/1.1 connection, and whether it was reused from the pool."""
         conn = self.take_idle()
         if conn is not None:
             return conn, True
         limit = self.transport.max_conns_per_host
         while limit and self.open >= limit:
-            waiter = asyncio.get_running_loop().create_future()
-            self.waiting.append(waiter)
-            try:
-                await asyncio.wait_for(waiter, dial_timeout or None)
-            except BaseException as exc:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake_one()  # woken, but leaving: the free slot goes to the next in line
-                if isinstance(exc, asyncio.TimeoutError):
-                    raise DialError(f"no free connection to {self.address} within {dial_timeout}s") from None
-                raise
-            finally:
-                if waiter in self.waiting:
-                    self.waiting.remove(waiter)
+            await self._wait_turn(dial_timeout)
             if self.idle:
                 return await self.acquire(dial_timeout)
         self.open += 1
@@ -427,6 +118,101 @@ class Pool:
             self.open -= 1
         self._wake_one()
 
+    def detach(self, conn: UpstreamConnection) -> None:
+        """`conn` switched protocols (101): the handler owns it now, not the pool."""
+        conn.parser = None
+        self.open -= 1
+        self._wake_one()
+
+    # --- HTTP/2 ------------------------------------------------------------------------------
+
+    async def stream_connection(self, dial_timeout: float, avoid: H2UpstreamConnection | None = None
+                                ) -> tuple[H2UpstreamConnection | UpstreamConnection, bool]:
+        """An HTTP/2 connection with room for one more stream, and whether it was open
+        already; or, when the upstream chose HTTP/1.1 by ALPN, the HTTP/1.1 connection
+        that dial made. The caller opens its stream without waiting in between. `avoid`
+        (a connection that refused a stream) is taken only when no other may be dialled."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + dial_timeout
+        while True:
+            for conn in self.h2:
+                if conn is not avoid and conn.has_room():
+                    return conn, True
+            if self.mode == HTTP1:
+                return await self.acquire(_left(deadline, loop))
+            if self.dialing is not None:  # a connection is on its way: its streams may do
+                try:
+                    await asyncio.wait_for(asyncio.shield(self.dialing), _left(deadline, loop))
+                except asyncio.TimeoutError:
+                    raise DialError(f"no connection to {self.address} within {dial_timeout}s") from None
+                continue
+            limit = self.transport.max_conns_per_host
+            if limit and self.open >= limit:
+                if avoid is not None and avoid.has_room():
+                    return avoid, True
+                await self._wait_turn(_left(deadline, loop))
+                continue
+            return await self._dial_h2(_left(deadline, loop)), False
+
+    async def _dial_h2(self, timeout: float) -> H2UpstreamConnection | UpstreamConnection:
+        """Dial for HTTP/2; the requests that come meanwhile wait for this dial, and share
+        its failure."""
+        self.open += 1
+        dialing = self.dialing = asyncio.get_running_loop().create_future()
+        try:
+            conn = await self.transport.connect_h2(self, timeout)
+            if isinstance(conn, H2UpstreamConnection) and not conn.has_room():
+                conn.close()
+                raise DialError(f"dialing {self.address}: the upstream allows no streams")
+        except BaseException as exc:
+            self.open -= 1
+            if isinstance(exc, DialError):
+                dialing.set_exception(exc)
+                dialing.exception()  # retrieved: maybe nobody waits
+            else:
+                dialing.set_result(None)  # the dialer was cancelled: the others try for themselves
+            self._wake_one()
+            raise
+        finally:
+            self.dialing = None
+        if isinstance(conn, H2UpstreamConnection):
+            self.h2.append(conn)
+        else:
+            self.mode = HTTP1  # the upstream chose HTTP/1.1: so be it for this address
+        dialing.set_result(None)
+        return conn
+
+    def h2_room(self) -> None:
+        """A stream ended (or an upstream allowed more): the next waiting request may go.
+        A connection left without streams is closed by the sweep once idle too long."""
+        self._wake_one()
+        if self.sweep is None and self.h2:
+            self.sweep = asyncio.get_running_loop().call_later(self.transport.idle_timeout, self._sweep)
+
+    def h2_closed(self, conn: H2UpstreamConnection) -> None:
+        if conn in self.h2:
+            self.h2.remove(conn)
+            self.open -= 1
+            self._wake_one()
+
+    # --- both --------------------------------------------------------------------------------
+
+    async def _wait_turn(self, timeout: float) -> None:
+        """Wait until a connection closes or frees a place (`max_conns_per_host`)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiting.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout or None)
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                self._wake_one()  # woken, but leaving: the free slot goes to the next in line
+            if isinstance(exc, asyncio.TimeoutError):
+                raise DialError(f"no free connection to {self.address} within {timeout}s") from None
+            raise
+        finally:
+            if waiter in self.waiting:
+                self.waiting.remove(waiter)
+
     def _sweep(self) -> None:
         self.sweep = None
         limit = time.monotonic() - self.transport.idle_timeout
@@ -438,7 +224,10 @@ class Pool:
             else:
                 keep.append(conn)
         self.idle = keep
-        if keep:
+        for h2 in self.h2:
+            if not h2.streams and h2.idle_since <= limit:
+                h2.close()  # taken out of the pool once closed
+        if keep or self.h2:
             self.sweep = asyncio.get_running_loop().call_later(self.transport.idle_timeout, self._sweep)
 
     def _trim(self) -> None:
@@ -468,10 +257,12 @@ class Pool:
         self.sweep = self.trim = None
         while self.idle:
             self.idle.pop().close()
+        for conn in list(self.h2):
+            conn.retire()  # the streams in flight finish
 
 
 class HttpTransport:
-    """The runtime of `http.reverse_proxy.transport.http` (HTTP/1.1)."""
+    """The runtime of `http.reverse_proxy.transport.http`."""
 
     def __init__(self, config: HttpTransportConfig) -> None:
         keep_alive = config.keep_alive or KeepAliveConfig()
@@ -484,11 +275,16 @@ class HttpTransport:
         self.read_timeout = config.read_timeout
         self.write_timeout = config.write_timeout
         self.max_response_header_size = config.max_response_header_size or DEFAULT_MAX_RESPONSE_HEADER_SIZE
+        versions = config.versions or ("1.1", "2")
+        self.h2c = "h2c" in versions  # cleartext upstreams: HTTP/2 by prior knowledge
+        self.h2 = "2" in versions or self.h2c  # TLS upstreams: offer h2 by ALPN (as Go, http/1.1 too)
         self.tls = config.tls is not None
         self.server_name = config.tls.server_name if config.tls is not None else ""
         self.plain_ports = frozenset(config.tls.except_ports) if config.tls is not None else frozenset()
         self.local_address = parse_network_address(config.local_address).host or None if config.local_address else None
-        self.ssl: ssl.SSLContext | None = _client_context(config) if config.tls is not None else None
+        self.ssl: ssl.SSLContext | None = _client_context(config, ["http/1.1"]) if config.tls is not None else None
+        self.ssl_h2: ssl.SSLContext | None = (_client_context(config, ["h2", "http/1.1"])
+                                              if config.tls is not None and self.h2 else None)
         self.pools: dict[str, Pool] = {}
 
     def pool(self, address: str) -> Pool:
@@ -497,45 +293,81 @@ class HttpTransport:
             if len(self.pools) >= MAX_POOLS:  # addresses may come from requests: stay bounded
                 for key in [k for k, p in self.pools.items() if p.open == 0 and not p.waiting]:
                     del self.pools[key]
-            pool = self.pools[address] = Pool(self, address)
+            pool = self.pools[address] = Pool(self, address, self._mode(address))
         return pool
 
+    def _mode(self, address: str) -> str:
+        """How to speak to `address`: see the module's docstring."""
+        if self._context(address, self.ssl) is not None:
+            return ALPN if self.ssl_h2 is not None else HTTP1
+        return H2C if self.h2c else HTTP1
+
+    def _context(self, address: str, context: ssl.SSLContext | None) -> ssl.SSLContext | None:
+        """`context` unless `address` is on a port TLS is off for (`tls_except_ports`)."""
+        if context is None or address.startswith("unix/"):
+            return context
+        return context if address.rpartition(":")[2] not in self.plain_ports else None
+
     async def connect(self, pool: Pool, timeout: float) -> UpstreamConnection:
+        """A new HTTP/1.1 connection to the pool's address."""
+        _, conn = await self._dial(pool.address, lambda: UpstreamConnection(pool),
+                                   self._context(pool.address, self.ssl), timeout)
+        return conn  # type: ignore[return-value]
+
+    async def connect_h2(self, pool: Pool, timeout: float) -> H2UpstreamConnection | UpstreamConnection:
+        """A new HTTP/2 connection to the pool's address, ready (its settings came); or an
+        HTTP/1.1 one, if the upstream chose http/1.1 by ALPN."""
         loop = asyncio.get_running_loop()
-        address = pool.address
+        deadline = loop.time() + timeout
+        conn: asyncio.Protocol | None
+        if pool.mode == H2C:
+            _, conn = await self._dial(pool.address, lambda: H2UpstreamConnection(pool, "http"), None, timeout)
+        else:
+            negotiation = _Negotiation(pool)
+            await self._dial(pool.address, lambda: negotiation, self._context(pool.address, self.ssl_h2), timeout)
+            conn = negotiation.chosen
+        if isinstance(conn, H2UpstreamConnection):
+            try:
+                await asyncio.wait_for(asyncio.shield(conn.ready), _left(deadline, loop))
+            except asyncio.TimeoutError:
+                conn.close()
+                raise DialError(f"dialing {pool.address}: no HTTP/2 settings from the upstream within {timeout}s") from None
+            except DialError:
+                conn.close()
+                raise
+            return conn
+        assert isinstance(conn, UpstreamConnection)
+        return conn
 
-        def protocol() -> UpstreamConnection:
-            return UpstreamConnection(pool)
-
+    async def _dial(self, address: str, protocol: Callable[[], asyncio.Protocol], context: ssl.SSLContext | None,
+                    timeout: float) -> tuple[asyncio.BaseTransport, asyncio.Protocol]:
+        loop = asyncio.get_running_loop()
         try:
             if address.startswith("unix/"):
-                path = address[5:]
-                coro = loop.create_unix_connection(protocol, path, ssl=self.ssl,
-                                                   server_hostname=self.server_name or None if self.ssl else None)
+                coro = loop.create_unix_connection(protocol, address[5:], ssl=context,
+                                                   server_hostname=self.server_name or None if context else None)
             else:
                 host, port = _split(address)
-                context = self.ssl if str(port) not in self.plain_ports else None
-                server_name = (self.server_name or host) if context else None
                 local = (self.local_address, 0) if self.local_address else None
-                coro = loop.create_connection(protocol, host, port, ssl=context, server_hostname=server_name,
+                coro = loop.create_connection(protocol, host, port, ssl=context,
+                                              server_hostname=(self.server_name or host) if context else None,
                                               local_addr=local)
-            _, conn = await asyncio.wait_for(coro, timeout)
+            return await asyncio.wait_for(coro, timeout)
         except asyncio.TimeoutError:
             raise DialError(f"dialing {address}: timed out after {timeout}s") from None
         except (OSError, ssl.SSLError, ValueError) as exc:
             raise DialError(f"dialing {address}: {exc}") from exc
-        return conn
 
     async def open_stream(self, address: str, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A plain stream connection to `address` (TLS when the transport uses it), for
-        health checks."""
+        """A plain stream connection to `address` (TLS when the transport uses it, with
+        ALPN http/1.1), for health checks."""
         try:
+            context = self._context(address, self.ssl)
             if address.startswith("unix/"):
-                coro = asyncio.open_unix_connection(address[5:], ssl=self.ssl,
-                                                    server_hostname=self.server_name or None if self.ssl else None)
+                coro = asyncio.open_unix_connection(address[5:], ssl=context,
+                                                    server_hostname=self.server_name or None if context else None)
             else:
                 host, port = _split(address)
-                context = self.ssl if str(port) not in self.plain_ports else None
                 local = (self.local_address, 0) if self.local_address else None
                 coro = asyncio.open_connection(host, port, ssl=context, local_addr=local,
                                                server_hostname=(self.server_name or host) if context else None)
@@ -545,104 +377,86 @@ class HttpTransport:
         except (OSError, ssl.SSLError, ValueError) as exc:
             raise DialError(f"dialing {address}: {exc}") from exc
 
-    async def round_trip(self, address: str, head: bytes, body: Any, *, chunked: bool, head_only: bool,
-                         replayable: bool = False, informational: Any = None) -> UpstreamResponse:
-        """Send a serialised request head and its body (bytes, or an async source with
-        `read(n)`, sent chunked when `chunked`) and wait for the response head.
-        `replayable`: the request may be sent twice (an idempotent method, no body)."""
+    async def round_trip(self, address: str, method: str, target: str, headers: Headers, body: Any, *,
+                         chunked: bool, head_only: bool, replayable: bool = False, informational: Any = None,
+                         upgrade: bool = False) -> UpstreamResponse:
+        """Send a request (`body`: None, bytes, or an async source with `read(n)`, which
+        HTTP/1.1 sends chunked when `chunked`) and wait for the response head. The
+        target must be one a request line can carry. `replayable`: the request may be
+        sent twice (an idempotent method, no body). `upgrade`: the request asks to switch
+        protocols, which only HTTP/1.1 does."""
         pool = self.pool(address)
+        if pool.mode != HTTP1 and not upgrade:
+            return await self._round_trip_h2(pool, method, target, headers, body, chunked=chunked,
+                                             head_only=head_only, replayable=replayable, informational=informational)
+        head = request_head(method, target, headers)
         conn = pool.take_idle()
         reused = conn is not None
         if conn is None:
             conn, reused = await pool.acquire(self.dial_timeout)
         try:
-            return await self._exchange(conn, head, body, chunked=chunked, head_only=head_only,
-                                        informational=informational)
+            return await conn.exchange(head, body, chunked=chunked, head_only=head_only, informational=informational)
         except UpstreamError as exc:
             # A pooled connection the upstream closed as we used it: send a replayable
             # request again on a new connection, once (as Go's transport does).
             if reused and not exc.answered and replayable:
                 conn, _ = await pool.acquire(self.dial_timeout)
-                return await self._exchange(conn, head, body, chunked=chunked, head_only=head_only,
-                                            informational=informational)
+                return await conn.exchange(head, body, chunked=chunked, head_only=head_only,
+                                           informational=informational)
             raise
 
-    async def _exchange(self, conn: UpstreamConnection, head: bytes, body: Any, *, chunked: bool,
-                        head_only: bool, informational: Any) -> UpstreamResponse:
-        conn.begin(head_only, informational)
-        assert conn.head is not None
-        try:
-            if isinstance(body, bytes) or body is None:
-                conn.write(head + body if body else head)
-                sender = None
-            else:
-                conn.write(head)
-                conn.sending = True
-                sender = asyncio.ensure_future(self._send_body(conn, body, chunked))
+    async def _round_trip_h2(self, pool: Pool, method: str, target: str, headers: Headers, body: Any, *,
+                             chunked: bool, head_only: bool, replayable: bool, informational: Any) -> UpstreamResponse:
+        """A request on a stream of an HTTP/2 connection. A stream the upstream refused
+        (never processed) goes again, on another connection; one lost with a pooled
+        connection before any answer goes again once if `replayable`, as over HTTP/1.1."""
+        replayed = False
+        refused_by: H2UpstreamConnection | None = None
+        for _ in range(MAX_REFUSED):
+            conn, reused = await pool.stream_connection(self.dial_timeout, avoid=refused_by)
+            if isinstance(conn, UpstreamConnection):  # the upstream chose HTTP/1.1
+                return await conn.exchange(request_head(method, target, headers), body, chunked=chunked,
+                                           head_only=head_only, informational=informational)
             try:
-                if self.response_header_timeout:
-                    await asyncio.wait_for(asyncio.shield(conn.head), self.response_header_timeout)
-                else:
-                    await conn.head
-            except asyncio.TimeoutError:
-                raise UpstreamTimeout(f"no response from the upstream within {self.response_header_timeout}s") from None
-            finally:
-                if sender is not None and not sender.done():
-                    # The upstream answered before it took the whole body (or failed): stop
-                    # sending; the connection is not reused, and the client's connection
-                    # deals with the rest of the body.
-                    sender.cancel()
-                    await asyncio.gather(sender, return_exceptions=True)
-        except BaseException:
-            conn.close()
-            conn.pool.finished(conn)
-            raise
-        headers = conn.headers
-        length = None
-        keep = conn.keep_alive
-        for name, value in headers:
-            if len(name) == 14 and name.lower() == "content-length" and value.isdecimal():
-                length = int(value)
-        if conn.status == 101:
-            conn.pool.open -= 1  # no longer the pool's: the handler owns the raw connection
-            conn.pool._wake_one()
-            conn.parser = None
-            return UpstreamResponse(101, headers, None, None, False, upgraded=conn)
-        if conn.done and conn.error is None and not conn.trailers:  # the whole response is here already
-            data = b"".join(conn.chunks) if conn.chunks else b""
-            conn.chunks.clear()
-            conn.buffered = 0
-            if conn.paused and conn.transport is not None:
-                conn.paused = False
-                conn.transport.resume_reading()
-            conn.pool.finished(conn)
-            return UpstreamResponse(conn.status, headers, None, length, keep, data=data)
-        return UpstreamResponse(conn.status, headers, UpstreamBody(conn, self.read_timeout), length, keep,
-                                trailers=conn.trailers)  # filled in if trailer fields follow the body
-
-    async def _send_body(self, conn: UpstreamConnection, body: Any, chunked: bool) -> None:
-        try:
-            while True:
-                data = await body.read(256 * 1024)
-                if not data:
-                    break
-                conn.write(chunk(data) if chunked else data)
-                if self.write_timeout:
-                    await asyncio.wait_for(conn.drain(), self.write_timeout)
-                else:
-                    await conn.drain()
-            if chunked:
-                conn.write(last_chunk())
-            conn.sending = False
-        except asyncio.TimeoutError:
-            conn._fail(UpstreamTimeout(f"the upstream took no request body for {self.write_timeout}s"))
-        except (ConnectionError, OSError) as exc:
-            conn._fail(UpstreamError(f"sending the request body: {exc}", answered=conn.received_any))
+                return await conn.exchange(method, target, headers, body, informational=informational)
+            except StreamRefused:
+                refused_by = conn  # the next try goes on another connection
+                continue
+            except UpstreamError as exc:
+                if reused and not exc.answered and replayable and not replayed:
+                    replayed = True
+                    continue
+                raise
+        raise UpstreamError(f"the upstream refused the request {MAX_REFUSED} times", answered=False)
 
     def close(self) -> None:
         for pool in self.pools.values():
             pool.close()
         self.pools.clear()
+
+
+class _Negotiation(asyncio.Protocol):
+    """The protocol of a TLS connection that offered h2 and http/1.1, for the moment its
+    handshake is done: it hands the connection to the HTTP/2 or the HTTP/1.1 side,
+    whichever the upstream chose (http/1.1 when it chose none)."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.chosen: H2UpstreamConnection | UpstreamConnection | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        tls = transport.get_extra_info("ssl_object")
+        alpn = tls.selected_alpn_protocol() if tls is not None else None
+        conn: H2UpstreamConnection | UpstreamConnection
+        conn = H2UpstreamConnection(self.pool, "https") if alpn == "h2" else UpstreamConnection(self.pool)
+        self.chosen = conn
+        transport.set_protocol(conn)
+        conn.connection_made(transport)
+
+
+def _left(deadline: float, loop: asyncio.AbstractEventLoop) -> float:
+    """Seconds until `deadline` (a little at least)."""
+    return max(deadline - loop.time(), 0.001)
 
 
 def _split(address: str) -> tuple[str, int]:
@@ -652,11 +466,11 @@ def _split(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _client_context(config: HttpTransportConfig) -> ssl.SSLContext:
+def _client_context(config: HttpTransportConfig, alpn: list[str]) -> ssl.SSLContext:
     """The TLS client settings of `transport http { tls ... }`: the system's roots unless
     trusted CAs are named (`ca` pool from files or inline DER, or the older
     `root_ca_pem_files`/`root_ca_pool`), a client certificate, verification off with
-    `insecure_skip_verify`."""
+    `insecure_skip_verify`; ALPN offers `alpn`."""
     tls = config.tls
     assert tls is not None
     pem_files = list(tls.root_ca_pem_files)
@@ -672,7 +486,7 @@ def _client_context(config: HttpTransportConfig) -> ssl.SSLContext:
             context.load_verify_locations(cadata=cert)
     else:
         context.load_default_certs(ssl.Purpose.SERVER_AUTH)
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols(alpn)
     if tls.client_certificate_file:
         context.load_cert_chain(tls.client_certificate_file, tls.client_certificate_key_file)
     if tls.insecure_skip_verify:
@@ -683,9 +497,8 @@ def _client_context(config: HttpTransportConfig) -> ssl.SSLContext:
 
 def unsupported(config: HttpTransportConfig) -> str | None:
     """What of a transport config rws can't do yet (it would otherwise be silently ignored)."""
-    if config.versions and "1.1" not in config.versions:
-        return (f"versions {list(config.versions)}: rws speaks HTTP/1.1 to upstreams "
-                "(HTTP/2, h2c and HTTP/3 upstreams are not supported yet)")
+    if "3" in config.versions:
+        return "versions ['3']: HTTP/3 upstreams are not supported yet"
     if config.proxy_protocol:
         return "proxy_protocol is not supported yet"
     if config.network_proxy is not None or config.forward_proxy_url:

@@ -277,9 +277,10 @@ def test_a_transport_rws_cannot_do_yet_is_refused_at_load(tmp_path):
     import sys
 
     config = tmp_path / "Rwsfile"
-    config.write_text("http://127.0.0.1:0 {\n\treverse_proxy h2c://127.0.0.1:50051\n}\n")
+    config.write_text("http://127.0.0.1:0 {\n\treverse_proxy https://127.0.0.1:50051 {\n"
+                      "\t\ttransport http {\n\t\t\tversions 3\n\t\t}\n\t}\n}\n")
     result = subprocess.run([sys.executable, "-m", "rws", "validate", "--config", str(config)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
-    assert "HTTP/2, h2c and HTTP/3 upstreams are not supported yet" in result.stderr
+    assert "HTTP/3 upstreams are not supported yet" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
