@@ -485,9 +485,10 @@ def _head(sid: int, raw: list[tuple[bytes, bytes]], has_body: bool) -> RequestRe
     elif not method or not pseudo.get(":scheme") or not _PATH.match(pseudo.get(":path", "")):
         return None
     length: int | None = None
-    expect = False
+    expect = host_field = False
     for name, value in headers:
         if name == "Host":
+            host_field = True
             if authority is None:
                 authority = value
             elif value != authority:
@@ -501,6 +502,8 @@ def _head(sid: int, raw: list[tuple[bytes, bytes]], has_body: bool) -> RequestRe
     target = pseudo.get(":path") or (authority or "" if method == "CONNECT" else "")
     if not target:
         return None
+    if authority and not host_field:  # as an HTTP/1.1 request has it: the handlers see one Host either way
+        headers.insert(0, ("Host", authority))
     return RequestReceived(method, target, "HTTP/2.0", headers, True, expect and has_body, has_body, length,
                            has_body and length is None, False, authority or "", sid)
 

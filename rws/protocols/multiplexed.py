@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from typing import Any, Protocol
 
 from rws.protocols.events import RequestReceived
@@ -108,15 +109,17 @@ class Stream:
 
     async def _exchange(self, app: Any) -> None:
         head = self.head
-        complete = False
+        complete = close = False
         try:
             response = await app.handle(head, self.body, self)
             if response.abort:
                 self.mux.reset(self.stream_id, internal_error=True)
                 self.ended = True
                 return
-            if response.close:  # as Go: a handler's `Connection: close` ends the connection gracefully
-                self.mux.close_after_streams()
+            # As Go: a handler's `Connection: close` ends the connection gracefully (GOAWAY,
+            # after this stream is done). A close for a body left unread (HTTP/1's reason)
+            # is not needed: the stream's reset stops the body.
+            close = response.close and self.body.complete
             written = await self._respond(head, response)
             complete = True
             app.sent(response, head, written, self.body)
@@ -136,6 +139,8 @@ class Stream:
         finally:
             self.task = None
             self.mux.stream_done(self, complete)
+            if close:
+                self.mux.close_after_streams()
 
     async def _respond(self, head: RequestReceived, response: Any) -> int:
         status: int = response.status
@@ -217,10 +222,10 @@ def response_fields(status: int, headers: Any, length: int | None, head: bool) -
     for name, value in headers:
         lname = _LOWER.get(name)
         if lname is None:
-            lname = name.lower()
+            lname = name.lower() if _TOKEN.fullmatch(name) else ""
             if len(_LOWER) < 4096:
                 _LOWER[name] = lname
-        if lname in CONNECTION_FIELDS:
+        if not lname or lname in CONNECTION_FIELDS:  # (as Go: a name that is no token is not sent)
             continue
         if lname == "content-length":
             if bodiless or (length is not None and not head and value.strip() != str(length)):
@@ -279,6 +284,7 @@ def _value(value: str) -> bytes:
     return value.encode("latin-1", "replace")
 
 
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _STATUS = {code: str(code).encode() for code in range(100, 600)}
 _LOWER: dict[str, str] = {}
 _CANONICAL: dict[bytes, str] = {}
