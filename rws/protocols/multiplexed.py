@@ -33,6 +33,7 @@ class Mux(Protocol):
     remote: tuple[str, int]
     local: tuple[str, int]
     tls: Any
+    timeouts: Any  # the server's (rws.protocols.connection.Timeouts)
 
     def send_headers(self, stream_id: int, fields: list[tuple[bytes, bytes]], end_stream: bool) -> None: ...
 
@@ -55,7 +56,7 @@ class Stream:
     `exchange`, `send_informational`, `send_continue`, `resume_if_needed`."""
 
     __slots__ = ("mux", "stream_id", "head", "body", "loop", "scheme", "remote", "local", "tls", "exchange",
-                 "task", "acked", "ended")
+                 "task", "acked", "ended", "timer")
 
     def __init__(self, mux: Mux, stream_id: int, head: RequestReceived) -> None:
         self.mux = mux
@@ -70,6 +71,7 @@ class Stream:
         self.task: asyncio.Task[None] | None = None
         self.acked = 0  # body bytes whose window was given back to the peer
         self.ended = False  # our side of the stream is closed (the response is complete)
+        self.timer: asyncio.TimerHandle | None = None  # `read_body`, then `write`, when set
         self.body = BodyStream(self, head.expect_continue)  # type: ignore[arg-type]  # a Stream serves as its connection
         if not head.has_body:
             self.body.complete = True
@@ -97,6 +99,9 @@ class Stream:
     def start(self, app: Any) -> None:
         """Run the exchange eagerly: most responses are ready without waiting, and then no
         task is made."""
+        read_body = self.mux.timeouts.read_body
+        if read_body and not self.body.complete:
+            self.timer = self.loop.call_later(read_body, self._timed_out, "the request body")
         self.task = run_eagerly(self._exchange(app), self.loop)
 
     def cancel(self) -> None:
@@ -104,8 +109,21 @@ class Stream:
         if not self.body.complete:
             self.body.finish(ConnectionResetError("the client reset the stream"))
         self.ended = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.task is not None and not self.task.done():
             self.task.cancel()
+
+    def _timed_out(self, what: str) -> None:
+        """`read_body` or `write` ran out: the stream is reset (the connection goes on),
+        as Go's HTTP/2 server does."""
+        self.timer = None
+        if (what == "the request body" and self.body.complete) or self.ended:
+            return
+        log.debug("stream timed out", extra={"waiting_for": what, "stream": self.stream_id})
+        self.mux.reset(self.stream_id, internal_error=True)
+        self.cancel()
 
     async def _exchange(self, app: Any) -> None:
         head = self.head
@@ -138,6 +156,9 @@ class Stream:
                 self.ended = True
         finally:
             self.task = None
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
             self.mux.stream_done(self, complete)
             if close:
                 self.mux.close_after_streams()
@@ -154,6 +175,11 @@ class Stream:
             length = body.length
         fields = response_fields(status, response.headers, length, head.method == "HEAD")
         trailers = response.trailers
+        write = self.mux.timeouts.write
+        if write:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = self.loop.call_later(write, self._timed_out, "the response to be written")
         mux, sid = self.mux, self.stream_id
         ended = False
         if no_body or length == 0:

@@ -430,7 +430,7 @@ def test_settings_flood_from_a_client_that_does_not_read(h2c_server: Any) -> Non
 
 
 def test_a_zero_window_stall_is_reset_and_others_go_on(serve: Any, site: Path) -> None:
-    with serve(rwsfile(site, extra="timeouts {\n\t\t\twrite 1s\n\t\t}"), loop="uvloop") as server:
+    with serve(rwsfile(site, extra="timeouts {\n\t\t\tidle 1s\n\t\t}"), loop="uvloop") as server:
         client = H2Client(server.port(), settings={SettingCodes.INITIAL_WINDOW_SIZE: 0})
         stalled = client.request("/big.bin", scheme="http")
         head = client.get("/small.txt", method="HEAD", scheme="http")  # no data frames: the window doesn't matter
@@ -536,6 +536,25 @@ def test_an_upstream_that_dies_midway_resets_the_stream(serve: Any, site: Path) 
             reply = client.get("/proxy/dies", scheme="http")
             assert reply.status == 200 and reply.reset == ErrorCodes.INTERNAL_ERROR and not reply.ended
             assert len(reply.data) < 100000
+            assert client.get("/hello", scheme="http").data == b"hello HTTP/2.0"  # the connection goes on
+            client.close()
+    finally:
+        backend.close()
+
+
+def test_read_body_and_write_timeouts_reset_the_stream_not_the_connection(serve: Any, site: Path) -> None:
+    backend = Backend(respond=_slow_stream)  # 1.5 s of response
+    try:
+        extra = "timeouts {\n\t\t\tread_body 1s\n\t\t\twrite 1s\n\t\t}"
+        with serve(rwsfile(site, upstream=backend.address, extra=extra), loop="uvloop") as server:
+            client = H2Client(server.port())
+            upload = client.request("/echo", "POST", scheme="http", end=False, headers=[("content-length", "10")])
+            client.h2.send_data(upload, b"01234")  # and never the rest
+            client.flush()
+            slow = client.request("/proxy/slow", scheme="http")
+            client.pump(lambda: client.done(upload)() and client.done(slow)(), timeout=20)
+            assert client.replies[upload].reset == ErrorCodes.INTERNAL_ERROR and client.replies[upload].status == 0
+            assert client.replies[slow].reset == ErrorCodes.INTERNAL_ERROR and client.replies[slow].status == 200
             assert client.get("/hello", scheme="http").data == b"hello HTTP/2.0"  # the connection goes on
             client.close()
     finally:
