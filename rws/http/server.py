@@ -15,6 +15,7 @@ from rws.http.client_ip import ClientIp
 from rws.http.message import Headers, Request, Response
 from rws.http.routes import BuildContext, RouteList, error_id, serve_errors
 from rws.http.sniff import detect_content_type
+from rws.net.quic import QuicService
 from rws.net.tls import HANDSHAKE_TIMEOUT, ServerTls, TlsAccept, TlsMaterial
 from rws.observability.metrics import REQUEST_ERRORS_TOTAL, REQUESTS_IN_FLIGHT, REQUESTS_TOTAL
 from rws.protocols.connection import HttpConnection, Timeouts
@@ -22,6 +23,7 @@ from rws.protocols.flow import BodyStream
 from rws.protocols.events import RequestReceived
 from rws.protocols.http1 import default_backend
 from rws.protocols.http2 import Http2Connection
+from rws.protocols.http3 import Http3Connection
 from rws.tls.challenges import HTTP_PREFIX
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ class HttpServer:
         self.labels = (name, "")  # the metrics' label values for this server
         self.backend = default_backend()
         self.access_log: Any = _access_logger(config, ctx)
-        self.connections: set[HttpConnection | Http2Connection] = set()
+        self.connections: set[HttpConnection | Http2Connection | Http3Connection] = set()
         policies = tls_policies or config.tls_connection_policies
         material = tls or TlsMaterial()
         self.challenges = material.challenges
@@ -67,6 +69,9 @@ class HttpServer:
         self.h2c = "h2c" in protocols
         alpn = tuple(name for p, name in (("h2", "h2"), ("h1", "http/1.1")) if p in protocols)
         self.tls = ServerTls(policies, material, f"apps.http.servers.{name}", alpn) if policies else None
+        # HTTP/3: served where rws.runtime.generation binds UDP for this server, which sets alt_svc
+        self.quic = QuicService(self.tls, self._h3_connection) if self.tls is not None else None
+        self.alt_svc = ""
         self.idle: asyncio.Event | None = None
 
     def connection(self) -> asyncio.Protocol:
@@ -90,6 +95,12 @@ class HttpServer:
     def _h2_connection(self, upgrade: tuple[bytes, RequestReceived] | None = None) -> Http2Connection:
         conn = Http2Connection(self, scheme="https" if self.tls is not None else "http", timeouts=self.timeouts,
                                max_header_bytes=self.max_header_bytes, on_close=self._closed, upgrade=upgrade)
+        self.connections.add(conn)
+        return conn
+
+    def _h3_connection(self) -> Http3Connection:
+        conn = Http3Connection(self, timeouts=self.timeouts, max_header_bytes=self.max_header_bytes,
+                               on_close=self._closed)
         self.connections.add(conn)
         return conn
 
@@ -118,6 +129,8 @@ class HttpServer:
                           scheme=conn.scheme, remote=conn.remote, local=conn.local, body=body,
                           server_name=self.name, host=head.host,
                           response_headers=Headers([("Server", SERVER_HEADER)]))
+        if self.alt_svc and head.version != "HTTP/3.0":  # as Caddy: HTTP/1 and HTTP/2 responses advertise HTTP/3
+            request.response_headers.add("Alt-Svc", self.alt_svc)
         if "%" in request.raw_path and _BAD_ESCAPE.search(request.raw_path):
             return _bad_request(b"invalid URL escape")
         authority = request.authority

@@ -257,6 +257,19 @@ class ServerTls:
         cert = policy.certificate(server_name, local_ip) if policy is not None else None
         return policy.context(cert) if policy is not None and cert is not None else None
 
+    def quic_certificate(self, server_name: str, local_ip: str) -> Certificate | None:
+        """The certificate for a QUIC handshake (TLS run by aioquic, not OpenSSL), chosen as
+        `select` chooses, or one on-demand TLS already obtained for the name (rws.net.quic).
+        None when nothing covers the name, or when the policy that takes it authenticates
+        clients: that isn't offered over QUIC, so HTTP/3 never bypasses it."""
+        policy = self._policy(server_name)
+        if policy is None or policy.config.client_authentication is not None:
+            return None
+        cert = policy.certificate(server_name, local_ip)
+        if cert is None and self.on_demand is not None:
+            cert = self.on_demand.certificates.get(server_name)
+        return cert
+
     def context_for(self, server_name: str, cert: Certificate) -> ssl.SSLContext | None:
         """The context of the policy that takes `server_name`, with `cert` (on-demand)."""
         policy = self._policy(server_name)

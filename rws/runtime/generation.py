@@ -10,7 +10,7 @@ from typing import Any
 from rws.config.model import validate_tree
 from rws.errors import RwsError
 from rws.http.routes import BuildContext
-from rws.http.server import HttpServer
+from rws.http.server import DEFAULT_PROTOCOLS, HttpServer
 from rws.net.listeners import Listener, ListenerPool, parse_listen
 from rws.net.tls import TlsMaterial
 from rws.observability.logs import build_logs
@@ -77,13 +77,21 @@ class Generation:
             raise
 
     async def start(self, pool: ListenerPool) -> None:
-        """Acquire every listener; on failure release what was acquired and raise."""
+        """Acquire every listener; on failure release what was acquired and raise. A server
+        that speaks HTTP/3 also gets a UDP listener on the port of each TCP one; one that
+        can't be bound is logged and leaves that address to TCP (where Caddy would fail the
+        config: rws serves the site, and advertises HTTP/3 only where it listens)."""
         try:
             for server in self.servers.values():
-                for text in server.config.listen or ():
+                ports: list[int] = []
+                for index, text in enumerate(server.config.listen or ()):
+                    h3 = _speaks_h3(server, index)
                     for address in parse_listen(text):
                         listener = await pool.acquire(address, owner=server.name)
                         self.bindings.append((listener, server))
+                        if h3 and address.network != "unix":
+                            ports += await self._bind_quic(pool, listener, server)
+                server.alt_svc = ",".join(f'h3=":{port}"; ma=2592000' for port in dict.fromkeys(ports))
         except RwsError:
             for listener, _ in self.bindings:
                 pool.release(listener)
@@ -91,10 +99,23 @@ class Generation:
             self._run_closers()
             raise
 
+    async def _bind_quic(self, pool: ListenerPool, tcp: Listener, server: HttpServer) -> list[int]:
+        """The UDP listener beside `tcp`: its port, or none when it could not be had."""
+        address = tcp.address.datagram(tcp.bound[1])
+        try:
+            listener = await pool.acquire(address)
+        except RwsError as exc:
+            if pool.inherited is None:  # (a worker: the supervisor said so already)
+                log.warning("HTTP/3 off on this address: its UDP port could not be bound",
+                            extra={"address": address.key, "error": str(exc)})
+            return []
+        self.bindings.append((listener, server))
+        return [address.port]
+
     async def activate(self) -> None:
         self.logs.install()
         for listener, server in self.bindings:
-            await listener.serve(server.connection)
+            await listener.serve(server.quic if listener.address.is_datagram else server.connection)
         for starter in self.ctx.starters:
             try:
                 starter()
@@ -103,14 +124,15 @@ class Generation:
 
     def bound(self, server_name: str) -> list[tuple[str, int]]:
         """The addresses a server's listeners are bound to (ports as the OS chose them)."""
-        return [listener.bound for listener, server in self.bindings if server.name == server_name]
+        return [listener.bound for listener, server in self.bindings
+                if server.name == server_name and not listener.address.is_datagram]
 
     async def retire(self, pool: ListenerPool, grace_period: float | None, *, close_idle: bool = True) -> None:
         """Finish in-flight requests (bounded by `grace_period`), then close everything.
         After a reload (`close_idle=False`) idle keep-alive connections stay open until their
         next request, answered with `Connection: close`, or until their idle timeout."""
         for listener, server in self.bindings:
-            if listener.factory == server.connection:
+            if listener.factory == server.connection or (server.quic is not None and listener.factory is server.quic):
                 listener.factory = None
         for server in self.servers.values():
             server.drain(close_idle)
@@ -138,6 +160,17 @@ class Generation:
             except Exception:  # a module's close failing must not stop the others
                 log.exception("closing a module failed")
         self.ctx.closers.clear()
+
+
+def _speaks_h3(server: HttpServer, index: int) -> bool:
+    """As Caddy: the listener's protocols (`listen_protocols`), else the server's, include
+    h3, and the server has TLS. Connection policies that all authenticate clients leave
+    nothing for QUIC (rws.net.tls.ServerTls.quic_certificate)."""
+    config = server.config
+    per_listener = config.listen_protocols[index] if config.listen_protocols else None
+    if "h3" not in (per_listener or config.protocols or DEFAULT_PROTOCOLS) or server.tls is None:
+        return False
+    return any(policy.config.client_authentication is None for policy in server.tls.policies)
 
 
 def _has_on_demand(tls: Any) -> bool:

@@ -182,9 +182,10 @@ class Workers:
     async def _prepare_one(self, worker: WorkerProcess, new: Generation, gen: int) -> str | None:
         """The worker's error, or None."""
         listeners = {listener.key: listener for listener, _ in new.bindings}
+        handed = {key: sock for key, li in listeners.items() if (sock := li.handed(worker.slot)) is not None}
         try:
             reply = await worker.request("prepare", gen=gen, tree=new.tree, config_files=list(new.ctx.config_files),
-                                         keys=list(listeners), fds=[li.sock.fileno() for li in listeners.values()])
+                                         keys=list(handed), fds=[sock.fileno() for sock in handed.values()])
         except ChannelClosed:
             return "exited while building the config"
         except TimeoutError:
@@ -198,6 +199,7 @@ class Workers:
         await self._all("commit", targets, gen=gen)
         self.holders.setdefault(self.generations[gen], set()).update(w for w in targets if not w.gone.is_set())
         self.count = count
+        self.runtime.pool.keep_copies(count)  # the UDP sockets of workers there will be no more of
         for slot in [s for s in self.live if s >= count]:  # fewer workers than before
             self._spawn_task(self._retire(self.live[slot], grace=None))
         for slot in range(count):  # one died while this config was prepared

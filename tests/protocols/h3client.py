@@ -15,7 +15,7 @@ from typing import Any
 from aioquic.asyncio.client import connect
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.buffer import Buffer, BufferReadError
-from aioquic.h3.connection import H3Connection
+from aioquic.h3.connection import H3Connection, H3Stream
 from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamDataReceived, StreamReset
@@ -38,15 +38,31 @@ class Reply:
         return next((v for k, v in self.headers if k == name), None)
 
 
+class _H3(H3Connection):
+    """aioquic's client checks a response's content-length against its body, not knowing
+    that a response to HEAD has none."""
+
+    heads: set[int] = set()
+
+    def _check_content_length(self, stream: H3Stream) -> None:
+        if stream.stream_id not in self.heads:
+            super()._check_content_length(stream)
+
+
 class H3Client(QuicConnectionProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.h3 = H3Connection(self._quic)
+        self.h3 = _H3(self._quic)
+        self.h3.heads = set()
         self.replies: dict[int, Reply] = {}
         self.goaways: list[int] = []
         self.control = b""  # the server's control stream, as received
         self.terminated: ConnectionTerminated | None = None
         self.changed = asyncio.Event()
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        super().datagram_received(data, addr)
+        self.changed.set()  # (some frames change the state `until` waits on without an event)
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, StreamDataReceived) and event.stream_id == SERVER_CONTROL_STREAM:
@@ -100,6 +116,8 @@ class H3Client(QuicConnectionProtocol):
         fields = [(b":method", method.encode()), (b":scheme", b"https"), (b":authority", authority.encode()),
                   (b":path", path.encode())] + [(k.lower().encode(), v.encode()) for k, v in headers]
         self.replies[sid] = Reply()
+        if method == "HEAD":
+            self.h3.heads.add(sid)
         only_headers = not body and not trailers and end
         self.h3.send_headers(sid, fields, end_stream=only_headers)
         if body:
@@ -110,6 +128,10 @@ class H3Client(QuicConnectionProtocol):
             self.h3.send_data(sid, b"", end_stream=True)
         self.transmit()
         return sid
+
+    def can_open(self) -> bool:
+        """Whether the server's MAX_STREAMS lets a new request stream open now."""
+        return self._quic.get_next_available_stream_id() // 4 < self._quic._remote_max_streams_bidi
 
     def send_body(self, sid: int, data: bytes, end: bool = False) -> None:
         self.h3.send_data(sid, data, end_stream=end)
