@@ -5,10 +5,11 @@ and access log. It is the `App` its connections call for each request.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
-from typing import Any
+from typing import Any, Callable
 
 from rws.errors import HttpError
 from rws.http.client_ip import ClientIp
@@ -65,20 +66,37 @@ class HttpServer:
         policies = tls_policies or config.tls_connection_policies
         material = tls or TlsMaterial()
         self.challenges = material.challenges
-        protocols = config.protocols or DEFAULT_PROTOCOLS
-        self.h2c = "h2c" in protocols
-        alpn = tuple(name for p, name in (("h2", "h2"), ("h1", "http/1.1")) if p in protocols)
-        self.tls = ServerTls(policies, material, f"apps.http.servers.{name}", alpn) if policies else None
+        self.protocols = tuple(config.protocols or DEFAULT_PROTOCOLS)
+        self.h2c = "h2c" in self.protocols
+        self._tls_args = (policies, material, f"apps.http.servers.{name}")
+        self.tls = ServerTls(*self._tls_args, _alpn(self.protocols)) if policies else None
+        self._factories: dict[tuple[str, ...], Callable[[], asyncio.Protocol]] = {}
         # HTTP/3: served where rws.runtime.generation binds UDP for this server, which sets alt_svc
         self.quic = QuicService(self.tls, self._h3_connection) if self.tls is not None else None
         self.alt_svc = ""
         self.idle: asyncio.Event | None = None
 
     def connection(self) -> asyncio.Protocol:
-        if self.tls is not None:
-            return TlsAccept(self.tls, self._secure_connection, min(self.timeouts.read_header, HANDSHAKE_TIMEOUT))
+        """A new connection on a listener that speaks the server's protocols."""
+        return self._connect(self.tls, self.h2c)
+
+    def listener_factory(self, protocols: tuple[str, ...] | list[str] | None) -> Callable[[], asyncio.Protocol]:
+        """What makes the connections of a listener that speaks `protocols` (its entry in
+        `listen_protocols`; None: the server's): on TLS the ALPN offered, h2c on cleartext."""
+        if not protocols or tuple(protocols) == self.protocols:
+            return self.connection
+        key = tuple(protocols)
+        factory = self._factories.get(key)
+        if factory is None:
+            tls = ServerTls(*self._tls_args, _alpn(key)) if self.tls is not None else None
+            factory = self._factories[key] = functools.partial(self._connect, tls, "h2c" in key)
+        return factory
+
+    def _connect(self, tls: ServerTls | None, h2c: bool) -> asyncio.Protocol:
+        if tls is not None:
+            return TlsAccept(tls, self._secure_connection, min(self.timeouts.read_header, HANDSHAKE_TIMEOUT))
         conn = self._http_connection()
-        if self.h2c:
+        if h2c:
             conn.sniff = b""  # prior knowledge: the first bytes may be HTTP/2's preface
             conn.h2c = self._switch_to_h2c
         return conn
@@ -212,6 +230,11 @@ class HttpServer:
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
+
+
+def _alpn(protocols: tuple[str, ...]) -> tuple[str, ...]:
+    """The ALPN protocol ids a TCP listener offers for `protocols` (h3 is QUIC's)."""
+    return tuple(name for proto, name in (("h2", "h2"), ("h1", "http/1.1")) if proto in protocols)
 
 
 def _bad_request(reason: bytes) -> Response:

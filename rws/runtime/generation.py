@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from rws.config.model import validate_tree
 from rws.errors import RwsError
@@ -33,6 +33,7 @@ class Generation:
         self.ctx = BuildContext(config_files=config_files)
         self.servers: dict[str, HttpServer] = {}
         self.bindings: list[tuple[Listener, HttpServer]] = []
+        self.factories: dict[Listener, Callable[[], asyncio.Protocol]] = {}  # a TCP listener's (its protocols)
         self.grace_period: float | None = None
         self.shutdown_delay = 0.0
         apps = self.config.apps or {}
@@ -86,9 +87,11 @@ class Generation:
                 ports: list[int] = []
                 for index, text in enumerate(server.config.listen or ()):
                     h3 = _speaks_h3(server, index)
+                    protocols = server.config.listen_protocols[index] if server.config.listen_protocols else None
                     for address in parse_listen(text):
                         listener = await pool.acquire(address, owner=server.name)
                         self.bindings.append((listener, server))
+                        self.factories[listener] = server.listener_factory(protocols)
                         if h3 and address.network != "unix":
                             ports += await self._bind_quic(pool, listener, server)
                 server.alt_svc = ",".join(f'h3=":{port}"; ma=2592000' for port in dict.fromkeys(ports))
@@ -115,7 +118,7 @@ class Generation:
     async def activate(self) -> None:
         self.logs.install()
         for listener, server in self.bindings:
-            await listener.serve(server.quic if listener.address.is_datagram else server.connection)
+            await listener.serve(server.quic if listener.address.is_datagram else self.factories[listener])
         for starter in self.ctx.starters:
             try:
                 starter()
@@ -132,7 +135,7 @@ class Generation:
         After a reload (`close_idle=False`) idle keep-alive connections stay open until their
         next request, answered with `Connection: close`, or until their idle timeout."""
         for listener, server in self.bindings:
-            if listener.factory == server.connection or (server.quic is not None and listener.factory is server.quic):
+            if listener.factory is self.factories.get(listener) or (server.quic is not None and listener.factory is server.quic):
                 listener.factory = None
         for server in self.servers.values():
             server.drain(close_idle)

@@ -559,3 +559,31 @@ def test_read_body_and_write_timeouts_reset_the_stream_not_the_connection(serve:
             client.close()
     finally:
         backend.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_listen_protocols_choose_per_listener(serve: Any, ca: Authority) -> None:
+    crt, key = ca.leaf("a", "a.test")
+    plain, h2c, only_h1, default = (_free_port() for _ in range(4))
+    respond = [{"handle": [{"handler": "static_response", "body": "{http.request.proto}"}]}]
+    servers = {
+        "clear": {"listen": [f"127.0.0.1:{plain}", f"127.0.0.1:{h2c}"], "listen_protocols": [None, ["h1", "h2c"]],
+                  "routes": respond, "automatic_https": {"disable": True}},
+        "tls": {"listen": [f"127.0.0.1:{only_h1}", f"127.0.0.1:{default}"], "listen_protocols": [["h1"], None],
+                "routes": respond, "tls_connection_policies": [{}], "automatic_https": {"disable": True}},
+    }
+    tree = {"apps": {"http": {"servers": servers},
+                     "tls": {"certificates": {"load_files": [{"certificate": str(crt), "key": str(key)}]}}}}
+    with serve(tree, loop="uvloop"):
+        def version(*args: str) -> str:
+            return curl("-w", "|%{http_version}", "--cacert", str(ca.pem), *args).stdout
+
+        assert version("--http2-prior-knowledge", f"http://127.0.0.1:{h2c}/") == "HTTP/2.0|2"
+        assert version("--http2-prior-knowledge", f"http://127.0.0.1:{plain}/") == "|0"  # no h2c there: no answer
+        for port, expected in ((only_h1, "HTTP/1.1|1.1"), (default, "HTTP/2.0|2")):
+            assert version("--http2", "--resolve", f"a.test:{port}:127.0.0.1", f"https://a.test:{port}/") == expected
