@@ -44,7 +44,7 @@ from hyperframe.frame import GoAwayFrame
 from rws.protocols.events import RequestReceived
 from rws.protocols.flow import Deadlines
 from rws.protocols.http1.core import DEFAULT_MAX_HEADER_BYTES
-from rws.protocols.multiplexed import CONNECTION_FIELDS, Stream, request_fields
+from rws.protocols.multiplexed import CONNECTION_FIELDS, Stream, request_head
 
 log = logging.getLogger(__name__)
 
@@ -474,38 +474,7 @@ class Http2Connection(asyncio.Protocol):
 def _head(sid: int, raw: list[tuple[bytes, bytes]], has_body: bool) -> RequestReceived | None:
     """A request head from a HEADERS block, or None if it is malformed (RFC 9113 8.2,
     8.3: the stream is reset)."""
-    if not well_formed(raw):
-        return None
-    pseudo, headers = request_fields(raw)
-    method = pseudo.get(":method", "")
-    authority = pseudo.get(":authority")
-    if method == "CONNECT":
-        if not authority or ":scheme" in pseudo or ":path" in pseudo:
-            return None
-    elif not method or not pseudo.get(":scheme") or not _PATH.match(pseudo.get(":path", "")):
-        return None
-    length: int | None = None
-    expect = host_field = False
-    for name, value in headers:
-        if name == "Host":
-            host_field = True
-            if authority is None:
-                authority = value
-            elif value != authority:
-                return None
-        elif name == "Content-Length":
-            if not value.isdecimal() or (length is not None and int(value) != length):
-                return None
-            length = int(value)
-        elif name == "Expect":
-            expect = value.lower() == "100-continue"
-    target = pseudo.get(":path") or (authority or "" if method == "CONNECT" else "")
-    if not target:
-        return None
-    if authority and not host_field:  # as an HTTP/1.1 request has it: the handlers see one Host either way
-        headers.insert(0, ("Host", authority))
-    return RequestReceived(method, target, "HTTP/2.0", headers, True, expect and has_body, has_body, length,
-                           has_body and length is None, False, authority or "", sid)
+    return request_head(sid, raw, has_body, "HTTP/2.0") if well_formed(raw) else None
 
 
 def well_formed(fields: list[tuple[bytes, bytes]]) -> bool:
@@ -539,7 +508,6 @@ _CONNECTION_NAMES = frozenset(name.encode() for name in CONNECTION_FIELDS)
 _NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
 _BAD_VALUE = re.compile(rb"[\x00\r\n]|^[ \t]|[ \t]\Z")
 _GOOD_NAMES: set[bytes] = set()
-_PATH = re.compile(r"/|\*\Z")  # an origin-form path, or `*` (OPTIONS)
 
 
 SWITCHING_TO_H2C = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from typing import Any
 
 from aioquic.buffer import encode_uint_var
@@ -38,10 +37,9 @@ from aioquic.quic.events import (HandshakeCompleted, ProtocolNegotiated, QuicEve
 
 from rws.net.quic import QuicTransport
 from rws.net.quic_connection import CONNECTION_WINDOW, STREAM_WINDOW, ServerQuic
-from rws.protocols.events import RequestReceived
 from rws.protocols.flow import Deadlines
 from rws.protocols.http1.core import DEFAULT_MAX_HEADER_BYTES
-from rws.protocols.multiplexed import Stream, request_fields
+from rws.protocols.multiplexed import Stream, request_head
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +158,7 @@ class Http3Connection:
         if self.goaway_sent and sid >= self.goaway_id:
             self._refuse(sid, ErrorCode.H3_REQUEST_REJECTED)
             return
-        head = _head(sid, event.headers, not event.stream_ended)
+        head = request_head(sid, event.headers, not event.stream_ended, "HTTP/3.0")
         if head is None:
             self._refuse(sid, ErrorCode.H3_MESSAGE_ERROR)
             return
@@ -397,41 +395,3 @@ class Http3Connection:
             raise ConnectionResetError(f"stream {stream_id}: the client acknowledged nothing for {timeout}s") from None
 
 
-def _head(sid: int, raw: list[tuple[bytes, bytes]], has_body: bool) -> RequestReceived | None:
-    """A request head from a HEADERS frame aioquic has checked (names, values, pseudo-fields
-    each once and first, no connection-specific fields), or None if it can't be served
-    (RFC 9114 4.3.1, as HTTP/2's: the stream is reset). Extended CONNECT (`:protocol`) is
-    not offered."""
-    pseudo, headers = request_fields(raw)
-    method = pseudo.get(":method", "")
-    authority = pseudo.get(":authority")
-    if ":protocol" in pseudo:
-        return None
-    if method == "CONNECT":
-        if not authority or ":scheme" in pseudo or ":path" in pseudo:
-            return None
-    elif not method or not pseudo.get(":scheme") or not _PATH.match(pseudo.get(":path", "")):
-        return None
-    length: int | None = None
-    expect = host_field = False
-    for name, value in headers:
-        if name == "Host":
-            host_field = True
-            if authority is None:
-                authority = value
-            elif value != authority:
-                return None
-        elif name == "Content-Length":
-            if not value.isdecimal() or (length is not None and int(value) != length):
-                return None
-            length = int(value)
-        elif name == "Expect":
-            expect = value.lower() == "100-continue"
-    target = pseudo.get(":path") or (authority or "" if method == "CONNECT" else "")
-    if authority and not host_field:  # as an HTTP/1.1 request has it: the handlers see one Host either way
-        headers.insert(0, ("Host", authority))
-    return RequestReceived(method, target, "HTTP/3.0", headers, True, expect and has_body, has_body, length,
-                           has_body and length is None, False, authority or "", sid)
-
-
-_PATH = re.compile(r"/|\*\Z")  # an origin-form path, or `*` (OPTIONS)

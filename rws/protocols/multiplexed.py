@@ -288,6 +288,44 @@ def request_fields(fields: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], l
     return pseudo, headers
 
 
+def request_head(sid: int, raw: list[tuple[bytes, bytes]], has_body: bool, version: str) -> RequestReceived | None:
+    """An HTTP/2 or HTTP/3 request head from its fields (names and values checked by the
+    protocol layer), or None if it is malformed: a missing or bad pseudo-field, extended
+    CONNECT (`:protocol`, not offered), a Host that differs from `:authority`, a bad
+    Content-Length (RFC 9113 8.3, RFC 9114 4.3.1: the stream is reset). The request gets a
+    Host field as HTTP/1.1 requests have one, so handlers see one either way."""
+    pseudo, headers = request_fields(raw)
+    method = pseudo.get(":method", "")
+    authority = pseudo.get(":authority")
+    if ":protocol" in pseudo:
+        return None
+    if method == "CONNECT":
+        if not authority or ":scheme" in pseudo or ":path" in pseudo:
+            return None
+    elif not method or not pseudo.get(":scheme") or not _PATH.match(pseudo.get(":path", "")):
+        return None
+    length: int | None = None
+    expect = host_field = False
+    for name, value in headers:
+        if name == "Host":
+            host_field = True
+            if authority is None:
+                authority = value
+            elif value != authority:
+                return None
+        elif name == "Content-Length":
+            if not value.isdecimal() or (length is not None and int(value) != length):
+                return None
+            length = int(value)
+        elif name == "Expect":
+            expect = value.lower() == "100-continue"
+    target = pseudo.get(":path") or (authority or "" if method == "CONNECT" else "")
+    if authority and not host_field:
+        headers.insert(0, ("Host", authority))
+    return RequestReceived(method, target, version, headers, True, expect and has_body, has_body, length,
+                           has_body and length is None, False, authority or "", sid)
+
+
 def canonical_name(raw: bytes) -> str:
     """Go's CanonicalHeaderKey of a lower-case field name."""
     name = _CANONICAL.get(raw)
@@ -310,6 +348,7 @@ def _value(value: str) -> bytes:
     return value.encode("latin-1", "replace")
 
 
+_PATH = re.compile(r"/|\*\Z")  # an origin-form path, or `*` (OPTIONS)
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _STATUS = {code: str(code).encode() for code in range(100, 600)}
 _LOWER: dict[str, str] = {}
