@@ -336,9 +336,15 @@ def test_alt_svc_on_http1_and_http2_of_an_h3_server_only(serve: Any, site: Path,
 
 def test_a_udp_port_taken_leaves_the_site_on_tcp_without_alt_svc(serve: Any, site: Path, ca: Authority,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
-    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    taken.bind(("127.0.0.1", 0))
-    port = taken.getsockname()[1]
+    while True:  # a UDP port whose TCP twin is free too (for the site's TCP listener)
+        taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        try:
+            socket.create_server(("127.0.0.1", port)).close()
+            break
+        except OSError:
+            taken.close()
     crt, key = ca.leaf("a", "a.test")
     config = {"apps": {
         "http": {"servers": {"srv0": {

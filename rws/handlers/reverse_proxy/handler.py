@@ -113,7 +113,7 @@ class ReverseProxy:
         self.hosts: dict[str, Upstream] = {}  # dial address -> upstream, for templated and dynamic ones
         static = [] if self.templated else [Upstream(u.dial, acquire_host(u.dial), u.max_requests)
                                             for u in config.upstreams]
-        self.health = Health(config.health_checks, static, dial=self._dial_stream)
+        self.health = Health(config.health_checks, static, send=self.transport.health_check)
         self.upstreams: list[Upstream] = [self._checked(u) for u in static]
         self.dial_templates = [(compile_template(u.dial), u.max_requests) for u in config.upstreams] if self.templated else []
         ctx.on_start(self.health.start)
@@ -154,9 +154,6 @@ class ReverseProxy:
         if self.templated:
             return [self._known(t.render(request), n) for t, n in self.dial_templates]
         return self.upstreams
-
-    async def _dial_stream(self, upstream: Upstream, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        return await self.transport.open_stream(upstream.dial, timeout)
 
     def close(self) -> None:
         self.health.close()

@@ -1,21 +1,25 @@
 """Health of a proxy's upstreams: active checks, passive checks and the circuit breaker.
 
 **Active checks** (`health_checks.active`, on when `uri`, `path` or `port` is set) send
-one HTTP/1.1 request to every static upstream each `interval` (30s), all upstreams of a
-round at once, each exchange bounded by `timeout` (5s). A check passes when the status is
-2xx (or matches `expect_status`: `503`, or `5` for any 5xx) and, with `expect_body`, when
-that Go regexp matches the first `max_size` bytes of the body. A 3xx fails unless
-`follow_redirects` is on (then up to 10 redirects are followed, always over a connection
-to the same upstream, as Caddy's transport dials its upstream whatever the URL says). A
-host goes down after `fails` failed checks in a row and up after `passes` passed checks
-in a row (both 1 by default), so a flapping backend does not bounce; the verdict is
-`Host.healthy`, shared by every proxy that uses the host and logged when it changes
-("host is down" as a warning, "host is up" as info). `port` checks the same host on
-another port, `upstream` checks another address; `headers` may set `Host`; header values
-and `body` may use global placeholders (`{env.*}`, `{system.*}`, `{time.*}`) and
-`{http.reverse_proxy.active.target_upstream}` (the upstream's dial address). When the
-last checker of a host stops (its config was replaced by one without active checks),
-the host counts as up again.
+one request to every static upstream each `interval` (30s), all upstreams of a round at
+once, each exchange bounded by `timeout` (5s). They go through the proxy's transport
+(`HttpTransport.health_check`), so an upstream is checked in the protocol its proxied
+requests use (HTTP/1.1, TLS, h2c or h2 by ALPN), over a connection of the check's own
+that never competes with proxied requests for a pooled connection or `max_conns_per_host`.
+A check passes when the status is 2xx (or matches `expect_status`: `503`, or `5` for any
+5xx) and, with `expect_body`, when that Go regexp matches the first `max_size` bytes of
+the body (only those are read). A 3xx fails unless `follow_redirects` is on (then up to
+10 redirects are followed, always to the same upstream, as Caddy's transport dials its
+upstream whatever the URL says). A host goes down after `fails` failed checks in a row
+and up after `passes` passed checks in a row (both 1 by default), so a flapping backend
+does not bounce; the verdict is `Host.healthy`, shared by every proxy that uses the host
+and logged when it changes ("host is down" as a warning, "host is up" as info). With
+worker processes the supervisor runs the checks (upstreams.py). `port` checks the same
+host on another port, `upstream` checks another address; `headers` may set `Host`;
+header values and `body` may use global placeholders (`{env.*}`, `{system.*}`,
+`{time.*}`) and `{http.reverse_proxy.active.target_upstream}` (the upstream's dial
+address). When the last checker of a host stops (its config was replaced by one without
+active checks), the host counts as up again.
 
 **Passive checks** (`health_checks.passive`, counting when `fail_duration` > 0) look at
 the proxy's own requests (`record`): a transport error, a status in `unhealthy_status`,
@@ -37,7 +41,8 @@ import asyncio
 import logging
 import re
 import urllib.parse
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from rws.handlers.reverse_proxy.config import ActiveHealthChecksConfig, HealthChecksConfig
@@ -48,6 +53,8 @@ from rws.handlers.reverse_proxy.dial_addresses import (
     join_host_port,
     parse_network_address,
 )
+from rws.handlers.reverse_proxy.exchange import UpstreamError, UpstreamResponse, UpstreamTimeout
+from rws.handlers.reverse_proxy.forwarding import sendable_target
 from rws.handlers.reverse_proxy.upstreams import (
     CLOSED, OPEN, CircuitBreaker, Host, Upstream, active_checks_here, forget_failure_later, set_verdict,
 )
@@ -57,16 +64,17 @@ from rws.http.regexp import compile_regexp
 
 log = logging.getLogger(__name__)
 
-Dial = Callable[[Upstream, float], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+# How a check is sent: (address, method, target, headers, body) -> the response, open
+# within the block; the transport's `health_check`.
+SendCheck = Callable[[str, str, str, Headers, bytes], AbstractAsyncContextManager[UpstreamResponse]]
 
 DEFAULT_INTERVAL = 30.0
 DEFAULT_TIMEOUT = 5.0
 MAX_REDIRECTS = 10  # as Go's http.Client
 MAX_BODY_BYTES = 16 << 20  # how much of a body `expect_body` looks at when `max_size` is not set
-MAX_HEAD_LINES = 200
 TARGET_UPSTREAM = "http.reverse_proxy.active.target_upstream"
+USER_AGENT = "Go-http-client/1.1"  # what Caddy's checks send unless `headers` set one
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_NO_BODY = frozenset({204, 304})
 
 # Hosts under active checks -> how many checkers watch them; the last one to stop resets
 # the host's verdict, so that a config without active checks does not inherit a "down".
@@ -81,7 +89,7 @@ def status_matches(status: int, code: int) -> bool:
 class Health:
     """The health checking of one proxy (see the module docstring)."""
 
-    def __init__(self, config: HealthChecksConfig | None, upstreams: Sequence[Upstream], *, dial: Dial) -> None:
+    def __init__(self, config: HealthChecksConfig | None, upstreams: Sequence[Upstream], *, send: SendCheck) -> None:
         passive = config.passive if config is not None else None
         active = config.active if config is not None else None
         self.max_fails = (passive.max_fails or 1) if passive is not None else 0
@@ -90,7 +98,7 @@ class Health:
         self.unhealthy_status = passive.unhealthy_status if passive is not None else ()
         self.unhealthy_latency = passive.unhealthy_latency if passive is not None else 0.0
         self.breaker = CircuitBreaker(self.max_fails, self.fail_duration) if self.fail_duration > 0 else None
-        self.active = (ActiveChecker(active, upstreams, dial)
+        self.active = (ActiveChecker(active, upstreams, send)
                        if active is not None and (active.uri or active.path or active.port) else None)
         self._failures: dict[asyncio.TimerHandle, Host] = {}  # failures counted and not yet forgotten
         self._start_pending = False
@@ -157,7 +165,7 @@ class _Target:
     differently, or the old and new config during a reload, do not add up)."""
 
     host: Host  # gets the verdict
-    dial: Upstream  # what the check connects to: the upstream, or a stand-in for `port`/`upstream`
+    dial: str  # the address the check goes to: the upstream's, or the one `port`/`upstream` make
     address: str  # the upstream as logged: host:port ("localhost" for a socket)
     authority: str  # the check URL's host, the default Host header
     target_upstream: str  # {http.reverse_proxy.active.target_upstream}
@@ -176,9 +184,9 @@ class CheckFailed(Exception):
 class ActiveChecker:
     """The background task of active checks, built once from the config."""
 
-    def __init__(self, config: ActiveHealthChecksConfig, upstreams: Sequence[Upstream], dial: Dial) -> None:
+    def __init__(self, config: ActiveHealthChecksConfig, upstreams: Sequence[Upstream], send: SendCheck) -> None:
         self.config = config
-        self.dial = dial
+        self.send = send
         self.interval = config.interval if config.interval > 0 else DEFAULT_INTERVAL
         self.timeout = config.timeout if config.timeout > 0 else DEFAULT_TIMEOUT
         self.passes = max(config.passes, 1)
@@ -244,7 +252,7 @@ class ActiveChecker:
         except TimeoutError:
             log.info("HTTP request failed", extra={"host": target.address, "error": "timeout"})
             passed = False
-        except (OSError, EOFError, ValueError) as exc:  # dial, I/O or protocol failures
+        except (OSError, ValueError) as exc:  # dial, I/O or protocol failures (DialError, UpstreamError)
             log.info("HTTP request failed", extra={"host": target.address, "error": str(exc) or repr(exc)})
             passed = False
         except Exception:  # a bug: log it and leave the verdict alone
@@ -276,25 +284,20 @@ class ActiveChecker:
 
     async def _exchange(self, target: _Target) -> None:
         """Send the check (following redirects if asked) and judge the response; raises
-        CheckFailed (or an I/O error) when the check fails."""
+        CheckFailed (or a transport error) when the check fails."""
         method, path, authority = self.method, self.target, target.authority
-        headers, host_header = self._headers(target)
+        fields, host_header = self._headers(target)
         body = self.body.render(_blank(target), empty="").encode() if self.body is not None else b""
         for _ in range(MAX_REDIRECTS + 1):
-            request = _request_bytes(method, path, host_header or authority, headers, body)
-            reader, writer = await self.dial(target.dial, self.timeout)
-            try:
-                writer.write(request)
-                await writer.drain()
-                status, fields = await _read_head(reader, method)
-                location = fields.get("location")
+            headers = _request_headers(method, path, host_header or authority, fields, body)
+            async with self.send(target.dial, method, path, headers, body) as response:
+                status = response.status
+                location = next((v for k, v in response.headers if k.lower() == "location"), None)
                 if not (self.config.follow_redirects and status in _REDIRECTS and location):
                     self._judge_status(status)
                     if self.expect_body is not None:
-                        self._judge_body(await _read_body(reader, method, status, fields, self.max_body))
+                        self._judge_body(await _read_body(response, self.max_body))
                     return
-            finally:
-                writer.close()
             path, authority, relative = _redirect(authority, path, location)
             if not relative:
                 host_header = ""
@@ -347,11 +350,11 @@ def _target(config: ActiveHealthChecksConfig, upstream: Upstream) -> _Target | N
         return None
     address = "localhost" if socket else join_host_port(addr.host, str(start))
     if config.upstream:
-        dial, authority = Upstream(config.upstream, Host(config.upstream)), config.upstream
+        dial, authority = config.upstream, config.upstream
     elif config.port:
-        dial, authority = Upstream(address, Host(address)), address
+        dial, authority = address, address
     else:
-        dial, authority = upstream, address
+        dial, authority = upstream.dial, address
     return _Target(upstream.host, dial, address, authority, upstream.dial)
 
 
@@ -396,92 +399,48 @@ def _replace_all(template: Template, request: Request) -> str:
     return "".join(out)
 
 
-# --- HTTP/1.1 on the wire ------------------------------------------------------------------
+# --- the request and the response ----------------------------------------------------------
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_HEX = re.compile(rb"[0-9a-fA-F]+")
 
 
-def _request_bytes(method: str, target: str, host: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
-    """The check request. Go's client sends its User-Agent and a Content-Length for a body
-    (and an empty one for POST, PUT and PATCH); we close the connection after each check."""
+def _request_headers(method: str, target: str, host: str, fields: list[tuple[str, str]], body: bytes) -> Headers:
+    """The check request's header fields, after the checks Go's client makes before it
+    sends anything (a request it refuses fails the check). Go sends its User-Agent and a
+    Content-Length for a body (and an empty one for POST, PUT and PATCH)."""
     if not _TOKEN.fullmatch(method):
         raise CheckFailed("HTTP request failed", error=f"invalid method {method!r}")
+    if not sendable_target(target):
+        raise CheckFailed("HTTP request failed", error=f"invalid request target {target!r}")
     if _BAD_VALUE.search(host) or " " in host:
         raise CheckFailed("HTTP request failed", error=f"invalid Host header {host!r}")
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
-    names = set()
-    for name, value in headers:
+    headers = Headers([("Host", host)])
+    for name, value in fields:
         if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
             raise CheckFailed("HTTP request failed", error=f"invalid header field {name!r}")
-        lines.append(f"{name}: {value}")
-        names.add(name)
-    if "User-Agent" not in names:
-        lines.append("User-Agent: Go-http-client/1.1")
+        headers.add(name, value)
+    if "User-Agent" not in headers:
+        headers.add("User-Agent", USER_AGENT)
     if body or method in ("POST", "PUT", "PATCH"):
-        lines.append(f"Content-Length: {len(body)}")
-    lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+        headers.add("Content-Length", str(len(body)))
+    return headers
 
 
-async def _read_head(reader: asyncio.StreamReader, method: str) -> tuple[int, dict[str, str]]:
-    """The final response's status and fields (lower-case names; repeated ones joined);
-    1xx responses before it are skipped."""
-    while True:
-        line = (await reader.readline()).rstrip(b"\r\n")
-        version, _, rest = line.partition(b" ")
-        code = rest[:3]
-        if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit() or rest[3:4] not in (b"", b" "):
-            raise CheckFailed("HTTP request failed", error=f"malformed HTTP response {line[:100]!r}")
-        fields: dict[str, str] = {}
-        for _ in range(MAX_HEAD_LINES):
-            raw = (await reader.readline()).rstrip(b"\r\n")
-            if not raw:
-                break
-            name, colon, value = raw.decode("latin-1").partition(":")
-            if not colon or not _TOKEN.fullmatch(name):
-                raise CheckFailed("HTTP request failed", error="malformed MIME header line")
-            key = name.lower()
-            fields[key] = f"{fields[key]}, {value.strip()}" if key in fields else value.strip()
-        else:
-            raise CheckFailed("HTTP request failed", error="too many header lines")
-        status = int(code)
-        if not (100 <= status < 200 and status != 101):
-            return status, fields
-
-
-async def _read_body(reader: asyncio.StreamReader, method: str, status: int, fields: dict[str, str],
-                     limit: int) -> bytes:
-    """Up to `limit` bytes of the body, framed by chunked coding, Content-Length or the end
-    of the connection; a body cut short is an error (EOFError)."""
-    if method == "HEAD" or status in _NO_BODY or status < 200:
-        return b""
-    if fields.get("transfer-encoding", "").lower().rsplit(",", 1)[-1].strip() == "chunked":
-        out = bytearray()
-        while len(out) < limit:
-            size_text = (await reader.readline()).split(b";", 1)[0].strip()
-            if not _HEX.fullmatch(size_text):
-                raise CheckFailed("failed to read response body", error="malformed chunked encoding")
-            size = int(size_text, 16)
-            if size == 0:
-                break
-            out += await reader.readexactly(min(size, limit - len(out)))
-            if len(out) < limit:
-                await reader.readexactly(2)
-        return bytes(out)
-    length = fields.get("content-length")
-    if length is not None:
-        if not length.isdigit():
-            raise CheckFailed("failed to read response body", error=f"bad Content-Length {length!r}")
-        return await reader.readexactly(min(int(length), limit))
+async def _read_body(response: UpstreamResponse, limit: int) -> bytes:
+    """Up to `limit` bytes of the response's body; the rest is never read (the transport
+    closes the check's connection). A body cut short fails the check."""
+    if response.body is None:
+        return response.data[:limit]
     data = bytearray()
-    while len(data) < limit:
-        chunk = await reader.read(min(65536, limit - len(data)))
-        if not chunk:
-            break
-        data += chunk
-    return bytes(data)
+    try:
+        async for part in response.body:
+            data += part
+            if len(data) >= limit:
+                break
+    except (UpstreamError, UpstreamTimeout) as exc:
+        raise CheckFailed("failed to read response body", error=str(exc)) from exc
+    return bytes(data[:limit])
 
 
 def _redirect(authority: str, path: str, location: str | None) -> tuple[str, str, bool]:

@@ -15,6 +15,9 @@ first connection with room; when none has any, one more is dialled (one dial at 
 the requests that arrive meanwhile wait for its streams); one without streams closes
 after `idle_timeout`. `max_conns_per_host` caps the connections of both kinds: callers
 wait their turn.
+
+Active health checks go through the transport too (`health_check`), so they speak what
+proxied requests speak, but on a connection of their own, outside the pools (see there).
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextlib
 import ssl
 import time
+from collections.abc import AsyncIterator
 from typing import Any, Callable
 
 from rws.errors import ConfigError
@@ -53,10 +58,11 @@ ALPN = "alpn"  # TLS offering h2 and http/1.1: the upstream chooses
 class Pool:
     """The connections to one upstream address."""
 
-    def __init__(self, transport: HttpTransport, address: str, mode: str) -> None:
+    def __init__(self, transport: HttpTransport, address: str, mode: str, max_conns: int | None = None) -> None:
         self.transport = transport
         self.address = address
         self.mode = mode  # becomes HTTP1 when an upstream offered h2 chooses http/1.1
+        self.max_conns = transport.max_conns_per_host if max_conns is None else max_conns  # 0: no cap
         self.idle: collections.deque[UpstreamConnection] = collections.deque()
         self.h2: list[H2UpstreamConnection] = []
         self.open = 0  # connections of both kinds, and dials under way
@@ -84,7 +90,7 @@ class Pool:
         conn = self.take_idle()
         if conn is not None:
             return conn, True
-        limit = self.transport.max_conns_per_host
+        limit = self.max_conns
         while limit and self.open >= limit:
             await self._wait_turn(dial_timeout)
             if self.idle:
@@ -146,7 +152,7 @@ class Pool:
                 except asyncio.TimeoutError:
                     raise DialError(f"no connection to {self.address} within {dial_timeout}s") from None
                 continue
-            limit = self.transport.max_conns_per_host
+            limit = self.max_conns
             if limit and self.open >= limit:
                 if avoid is not None and avoid.has_room():
                     return avoid, True
@@ -332,7 +338,7 @@ class HttpTransport:
             except asyncio.TimeoutError:
                 conn.close()
                 raise DialError(f"dialing {pool.address}: no HTTP/2 settings from the upstream within {timeout}s") from None
-            except DialError:
+            except BaseException:  # a DialError, or the caller cancelled: nobody else will close it
                 conn.close()
                 raise
             return conn
@@ -358,34 +364,17 @@ class HttpTransport:
         except (OSError, ssl.SSLError, ValueError) as exc:
             raise DialError(f"dialing {address}: {exc}") from exc
 
-    async def open_stream(self, address: str, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A plain stream connection to `address` (TLS when the transport uses it, with
-        ALPN http/1.1), for health checks."""
-        try:
-            context = self._context(address, self.ssl)
-            if address.startswith("unix/"):
-                coro = asyncio.open_unix_connection(address[5:], ssl=context,
-                                                    server_hostname=self.server_name or None if context else None)
-            else:
-                host, port = _split(address)
-                local = (self.local_address, 0) if self.local_address else None
-                coro = asyncio.open_connection(host, port, ssl=context, local_addr=local,
-                                               server_hostname=(self.server_name or host) if context else None)
-            return await asyncio.wait_for(coro, timeout)
-        except asyncio.TimeoutError:
-            raise DialError(f"dialing {address}: timed out after {timeout}s") from None
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            raise DialError(f"dialing {address}: {exc}") from exc
-
     async def round_trip(self, address: str, method: str, target: str, headers: Headers, body: Any, *,
                          chunked: bool, head_only: bool, replayable: bool = False, informational: Any = None,
-                         upgrade: bool = False) -> UpstreamResponse:
+                         upgrade: bool = False, pool: Pool | None = None) -> UpstreamResponse:
         """Send a request (`body`: None, bytes, or an async source with `read(n)`, which
         HTTP/1.1 sends chunked when `chunked`) and wait for the response head. The
         target must be one a request line can carry. `replayable`: the request may be
         sent twice (an idempotent method, no body). `upgrade`: the request asks to switch
-        protocols, which only HTTP/1.1 does."""
-        pool = self.pool(address)
+        protocols, which only HTTP/1.1 does. `pool`: connections of the caller's to use
+        instead of the address's pool (`health_check`)."""
+        if pool is None:
+            pool = self.pool(address)
         if pool.mode != HTTP1 and not upgrade:
             return await self._round_trip_h2(pool, method, target, headers, body, chunked=chunked,
                                              head_only=head_only, replayable=replayable, informational=informational)
@@ -428,6 +417,36 @@ class HttpTransport:
                     continue
                 raise
         raise UpstreamError(f"the upstream refused the request {MAX_REFUSED} times", answered=False)
+
+    @contextlib.asynccontextmanager
+    async def health_check(self, address: str, method: str, target: str, headers: Headers,
+                           body: bytes) -> AsyncIterator[UpstreamResponse]:
+        """One exchange of an active health check with `address`, in the version and with
+        the TLS settings that proxied requests to that address get (HTTP/1.1, h2c, or h2
+        or HTTP/1.1 as ALPN decides), bounded by the same dial and response timeouts; the
+        response is open within the block (its body unread), closed after it.
+
+        Caddy sends its checks with an http.Client over the proxy's own transport, so in
+        Go a check shares the pool of proxied requests: under `max_conns_per_host` it
+        queues behind them (a busy upstream then fails its check by waiting at the
+        proxy's own cap) and, while it runs, holds a place a proxied request waits for.
+        Here a check dials a connection of its own, outside the pools and their cap, and
+        closes it when the block ends: a check never waits for, nor takes, a connection
+        or a stream proxied requests could use, and it tells whether the upstream takes
+        new connections, as proxied requests will need. Its cost: at most one connection
+        per checked address beyond `max_conns_per_host`, for the length of a check, and a
+        handshake per check (rws's checks always dialled afresh)."""
+        pool = Pool(self, address, self._mode(address), max_conns=0)
+        try:
+            response = await self.round_trip(address, method, target, headers, body or None, chunked=False,
+                                             head_only=method == "HEAD", pool=pool)
+            try:
+                yield response
+            finally:
+                if response.body is not None:
+                    await response.body.aclose()
+        finally:
+            pool.close()
 
     def close(self) -> None:
         for pool in self.pools.values():

@@ -9,11 +9,12 @@ available upstream, mark a probe, send a real request, `record` the outcome.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import httpx
@@ -22,7 +23,10 @@ import pytest
 from backends import Backend, Exchange, closed_port
 from rws.config.decode import decode
 from rws.handlers.reverse_proxy.config import HealthChecksConfig
-from rws.handlers.reverse_proxy.health import Health
+from rws.handlers.reverse_proxy.exchange import UpstreamResponse
+from rws.handlers.reverse_proxy.health import Health, SendCheck
+from rws.handlers.reverse_proxy.transport_config import HttpTransportConfig
+from rws.handlers.reverse_proxy.upstream_pool import HttpTransport
 from rws.handlers.reverse_proxy.upstreams import CLOSED, HALF_OPEN, OPEN, Host, Upstream
 
 LOGGER = "rws.handlers.reverse_proxy.health"
@@ -44,19 +48,20 @@ def ms(n: float) -> int:
     return int(n * 1_000_000)
 
 
-async def dial(upstream: Upstream, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    host, _, port = upstream.dial.rpartition(":")
-    return await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
+def transport(**settings: Any) -> HttpTransport:
+    """The proxy's `http` transport from the JSON a user writes; checks go through it."""
+    return HttpTransport(decode(HttpTransportConfig, json.loads(json.dumps(settings)), "transport"))
+
+
+send = transport().health_check  # the default transport: HTTP/1.1 to cleartext upstreams
 
 
 def upstream(address: str) -> Upstream:
     return Upstream(address, Host(address))
 
 
-def health(checks: HealthChecksConfig, *upstreams: Upstream,
-           dial: Callable[[Upstream, float], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = dial
-           ) -> Health:
-    made = Health(checks, upstreams, dial=dial)
+def health(checks: HealthChecksConfig, *upstreams: Upstream, send: SendCheck = send) -> Health:
+    made = Health(checks, upstreams, send=send)
     for u in upstreams:
         u.max_fails, u.breaker = made.max_fails, made.breaker
     return made
@@ -492,12 +497,14 @@ def test_a_check_error_never_escapes_and_leaves_the_verdict_alone(backend: Backe
     u = upstream(backend.address)
     calls = []
 
-    async def broken(target: Upstream, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        calls.append(target.dial)
+    @contextlib.asynccontextmanager
+    async def broken(address: str, *request: Any) -> AsyncIterator[UpstreamResponse]:
+        calls.append(address)
         raise RuntimeError("bug")
+        yield  # never reached: it makes this a generator
 
     async def go() -> bool:
-        h = health(active(interval=ms(10)), u, dial=broken)
+        h = health(active(interval=ms(10)), u, send=broken)
         h.start()
         try:
             await until(lambda: len(calls) >= 3)  # the task survived several rounds
@@ -511,7 +518,7 @@ def test_a_check_error_never_escapes_and_leaves_the_verdict_alone(backend: Backe
 
 def test_active_checks_are_off_without_uri_path_or_port(backend: Backend) -> None:
     u = upstream(backend.address)
-    h = Health(config(active={"interval": ms(10), "upstream": backend.address}), [u], dial=dial)
+    h = Health(config(active={"interval": ms(10), "upstream": backend.address}), [u], send=send)
     assert h.active is None
 
 
@@ -635,12 +642,12 @@ def test_without_fail_duration_nothing_is_counted() -> None:
         return u.host.fails
 
     assert run(go()) == 0
-    off = Health(None, [], dial=dial)
+    off = Health(None, [], send=send)
     assert (off.max_fails, off.breaker, off.active, off.max_requests(0)) == (0, None, None, 0)
 
 
 def test_unhealthy_request_count_is_the_default_max_requests(backend: Backend) -> None:
-    h = Health(config(passive={"unhealthy_request_count": 2}), [], dial=dial)
+    h = Health(config(passive={"unhealthy_request_count": 2}), [], send=send)
     assert (h.max_requests(0), h.max_requests(5)) == (2, 5)
     u = Upstream(backend.address, Host(backend.address), h.max_requests(0))
     u.host.num_requests = 1
@@ -751,6 +758,6 @@ def test_active_recovery_closes_the_circuit(backend: Backend) -> None:
 
 
 def test_no_breaker_without_passive_counting() -> None:
-    assert Health(config(active={"uri": "/"}), [], dial=dial).breaker is None
-    h = Health(config(passive={"fail_duration": ms(1000), "max_fails": 3}), [], dial=dial)
+    assert Health(config(active={"uri": "/"}), [], send=send).breaker is None
+    h = Health(config(passive={"fail_duration": ms(1000), "max_fails": 3}), [], send=send)
     assert h.breaker is not None and (h.breaker.threshold, h.breaker.open_for, h.max_fails) == (3, 1.0, 3)
