@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -39,8 +40,17 @@ def choose_loop() -> str:
     return "uvloop"
 
 
+def tune_collector() -> None:
+    """Serving makes many short-lived objects, nearly all freed by reference counting; the
+    cyclic collector's youngest generation, run every 700 allocations by default, cost a
+    twentieth of a proxied HTTP/2 request. Run it every 20000 (and the older ones as
+    rarely), as servers that allocate per request commonly do."""
+    gc.set_threshold(20000, 20, 20)
+
+
 def run(source: ConfigSource | None, tree: dict[str, Any], *, watch: bool = False, pingback: str | None = None) -> int:
     """Serve until stopped; the process's exit code."""
+    tune_collector()
     loop_name = choose_loop()
     log.info("event loop", extra={"loop": loop_name})
     return asyncio.run(_serve(source, tree, watch, pingback))

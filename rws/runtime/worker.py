@@ -48,9 +48,10 @@ PR_SET_PDEATHSIG = 1
 def main(control_fd: int, parent: int) -> int:
     _die_with_parent(parent)
     from rws.observability.logs import tag_process_records
-    from rws.runtime.process import choose_loop
+    from rws.runtime.process import choose_loop, tune_collector
 
     tag_process_records(worker=int(os.environ.get("RWS_WORKER", "0")))
+    tune_collector()
     choose_loop()
     return asyncio.run(Worker(socket.socket(fileno=control_fd)).run())
 
