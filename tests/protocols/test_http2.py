@@ -587,3 +587,23 @@ def test_listen_protocols_choose_per_listener(serve: Any, ca: Authority) -> None
         assert version("--http2-prior-knowledge", f"http://127.0.0.1:{plain}/") == "|0"  # no h2c there: no answer
         for port, expected in ((only_h1, "HTTP/1.1|1.1"), (default, "HTTP/2.0|2")):
             assert version("--http2", "--resolve", f"a.test:{port}:127.0.0.1", f"https://a.test:{port}/") == expected
+
+
+def test_the_server_settings(serve: Any, site: Path) -> None:
+    from h2.events import RemoteSettingsChanged
+
+    with serve(rwsfile(site, extra="max_header_size 64KB"), loop="uvloop") as server:
+        client = H2Client(server.port())
+        settings: dict[int, int] = {}
+        while not settings:
+            client.sock.settimeout(10)
+            for event in client.receive(client.sock.recv(65536)):
+                if isinstance(event, RemoteSettingsChanged):
+                    settings = {code: change.new_value for code, change in event.changed_settings.items()}
+        assert settings[SettingCodes.MAX_CONCURRENT_STREAMS] == 250
+        assert settings[SettingCodes.INITIAL_WINDOW_SIZE] == 256 * 1024
+        assert settings[SettingCodes.MAX_FRAME_SIZE] == 16384
+        assert settings[SettingCodes.MAX_HEADER_LIST_SIZE] == 64 * 1000
+        assert settings[SettingCodes.ENABLE_PUSH] == 0
+        assert client.h2.outbound_flow_control_window == 2 * 1024 * 1024  # the connection's window, opened
+        client.close()
