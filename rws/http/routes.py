@@ -131,6 +131,17 @@ def _run_handlers(handlers: tuple[Handler, ...], i: int, request: Request, after
 _BODY_PLACEHOLDER = "{http.request.body"
 
 
+def _reads_body(module: ModuleValue) -> bool:
+    """Whether a handler's config reads `{http.request.body}`. A subroute's own handlers
+    are built (and wrapped) on their own, so only its matchers count: a whole site, being
+    a subroute, buffers bodies only on the routes that read them."""
+    config = module.config
+    if module.id == "http.handlers.subroute":
+        routes = list(config.routes or ()) + list(config.errors.routes or () if config.errors else ())
+        return _BODY_PLACEHOLDER in repr([route.match for route in routes])
+    return _BODY_PLACEHOLDER in repr(config)
+
+
 class _BufferingBody:
     """A handler whose config reads `{http.request.body}`: the body is buffered (once per
     request) before it runs, since placeholders are expanded synchronously."""
@@ -173,7 +184,7 @@ class BuildContext:
         except Exception as exc:  # a module's provisioning bug must fail the load, not the process
             log.exception("provisioning a module failed", extra={"module_id": module.id})
             raise ConfigError(module.id, f"provisioning failed: {exc}") from exc
-        if module.id.startswith("http.handlers.") and _BODY_PLACEHOLDER in repr(module.config):
+        if module.id.startswith("http.handlers.") and _reads_body(module):
             return _BufferingBody(built)
         return built
 

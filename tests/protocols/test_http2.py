@@ -38,8 +38,8 @@ def site(tmp_path: Path) -> Path:
 
 
 def rwsfile(root: Path, *, upstream: str = "127.0.0.1:9", tls: str = "", protocols: str = "h1 h2 h2c",
-            extra: str = "") -> str:
-    address = "a.test" if tls else "http://"
+            extra: str = "", address: str = "") -> str:
+    address = address or ("a.test" if tls else "http://")
     return f"""{{
 	servers {{
 		protocols {protocols}
@@ -607,3 +607,34 @@ def test_the_server_settings(serve: Any, site: Path) -> None:
         assert settings[SettingCodes.ENABLE_PUSH] == 0
         assert client.h2.outbound_flow_control_window == 2 * 1024 * 1024  # the connection's window, opened
         client.close()
+
+
+def test_a_site_that_reads_the_body_on_one_route_streams_it_on_others(serve: Any, site: Path) -> None:
+    """`{http.request.body}` buffers the body for the route that reads it, not for the
+    whole site (a subroute): an upload elsewhere still stops at the windows."""
+    held: list[socket.socket] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    threading.Thread(target=lambda: held.append(listener.accept()[0]), daemon=True).start()
+    try:
+        config = rwsfile(site, upstream=f"127.0.0.1:{listener.getsockname()[1]}", address="http://localhost")
+        with serve(config, loop="uvloop") as server:  # (a named site: its routes are one subroute)
+            client = H2Client(server.port())
+            assert client.get("/echo", method="POST", body=b"read here", scheme="http").data == b"read here"
+            sid = client.request("/proxy/upload", "POST", None, end=False, scheme="http")
+            sent = 0
+            while client.h2.local_flow_control_window(sid) > 0 and sent < 64 * 1024 * 1024:
+                part = b"u" * min(16384, client.h2.local_flow_control_window(sid))
+                client.h2.send_data(sid, part)
+                client.flush()
+                sent += len(part)
+                try:
+                    client.sock.settimeout(0.5 if client.h2.local_flow_control_window(sid) == 0 else 0.001)
+                    client.receive(client.sock.recv(65536))
+                except TimeoutError:
+                    pass
+            assert sent < 64 * 1024 * 1024 and client.h2.local_flow_control_window(sid) == 0
+            client.close()
+    finally:
+        listener.close()
+        for sock in held:
+            sock.close()
