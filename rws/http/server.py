@@ -75,6 +75,7 @@ class HttpServer:
         self.quic = QuicService(self.tls, self._h3_connection) if self.tls is not None else None
         self.alt_svc = ""
         self.idle: asyncio.Event | None = None
+        self.draining = False
 
     def connection(self) -> asyncio.Protocol:
         """A new connection on a listener that speaks the server's protocols."""
@@ -133,6 +134,8 @@ class HttpServer:
         conn.connection_made(transport)
         if data:
             conn.data_received(data)
+        if self.draining:  # switched after the drain began: it is drained too
+            conn.drain(close_idle=False)
 
     def _closed(self, conn: Any) -> None:
         self.connections.discard(conn)
@@ -212,6 +215,7 @@ class HttpServer:
     # --- draining ----------------------------------------------------------------------
 
     def drain(self, close_idle: bool = True) -> None:
+        self.draining = True
         for conn in list(self.connections):
             conn.drain(close_idle)
 

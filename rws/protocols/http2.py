@@ -35,11 +35,11 @@ from typing import Any
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.events import (ConnectionTerminated, DataReceived, RemoteSettingsChanged, RequestReceived as H2Request,
+from h2.events import (ConnectionTerminated, DataReceived, Event, RemoteSettingsChanged, RequestReceived as H2Request,
                        StreamEnded, StreamReset, TrailersReceived, WindowUpdated)
 from h2.exceptions import H2Error, ProtocolError
 from h2.settings import SettingCodes, Settings
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import Frame, GoAwayFrame
 
 from rws.protocols.events import RequestReceived
 from rws.protocols.flow import Deadlines
@@ -60,6 +60,22 @@ BATCH_LIMIT = 64 * 1024  # body bytes held back while batching
 GOAWAY_LINGER = 1.0  # seconds an idle connection stays open after a graceful GOAWAY
 
 
+class GoawayTolerant(H2Connection):
+    """h2's connection, except that a GOAWAY from the peer doesn't end it at once: h2
+    refuses every frame after one, but the streams the GOAWAY lets finish must be able to
+    (RFC 9113 6.8). Whoever uses it opens no new stream after the GOAWAY."""
+
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Frame], list[Event]]:
+        event = ConnectionTerminated()
+        try:
+            event.error_code = ErrorCodes(frame.error_code)
+        except ValueError:
+            event.error_code = frame.error_code
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+
 class Http2Connection(asyncio.Protocol):
     """One HTTP/2 connection; `app` is the server (`handle`, `sent`)."""
 
@@ -76,7 +92,7 @@ class Http2Connection(asyncio.Protocol):
         config = H2Configuration(client_side=False, header_encoding=None, validate_outbound_headers=False,
                                  normalize_outbound_headers=False, validate_inbound_headers=False,
                                  normalize_inbound_headers=False)
-        self.h2 = H2Connection(config)
+        self.h2 = GoawayTolerant(config)
         header_list = max_header_bytes or DEFAULT_MAX_HEADER_BYTES
         self.h2.local_settings = Settings(client=False, initial_values={
             SettingCodes.ENABLE_PUSH: 0,
@@ -167,8 +183,9 @@ class Http2Connection(asyncio.Protocol):
                 elif kind is TrailersReceived:
                     pass  # request trailers are not passed on (as HTTP/1 chunked trailers)
                 elif kind is ConnectionTerminated:
-                    self._terminated()
-                    return
+                    self._terminated(event)
+                    if self.transport is None or self.abandoned:
+                        return
                 if self.abandoned:
                     return
         finally:
@@ -257,6 +274,9 @@ class Http2Connection(asyncio.Protocol):
             return
         if stream in self.waiting:
             self.waiting.remove(stream)
+            unread = stream.body.bytes_read - stream.acked
+            if unread > 0:  # its body will never be read: the connection's window gets it back
+                self._acknowledge(sid, unread)
         elif not stream.ended:
             self.resets += 1
             if self.resets > RESET_ALLOWANCE and self.resets > 4 * self.completed:
@@ -270,14 +290,16 @@ class Http2Connection(asyncio.Protocol):
         if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
             self._wake(0)
 
-    def _terminated(self) -> None:
-        """The client sent GOAWAY: h2 can send nothing more, so the connection ends."""
-        for stream in list(self.streams.values()):
-            stream.cancel()
-        self.streams.clear()
-        self.waiting.clear()
-        self._write_now()
-        if self.transport is not None:
+    def _terminated(self, event: ConnectionTerminated) -> None:
+        """The client sent GOAWAY: a graceful one lets the streams it opened finish, and
+        then the connection closes; any other ends the connection now."""
+        if event.error_code != ErrorCodes.NO_ERROR:
+            self._write_now()
+            self._abandon()
+            return
+        if not self.goaway_sent:
+            self._goaway(ErrorCodes.NO_ERROR)  # (streams it might still open are refused)
+        if not self.streams and self.transport is not None:
             self.transport.close()
 
     # --- what streams send (the Mux interface) ------------------------------------------------
@@ -466,9 +488,11 @@ class Http2Connection(asyncio.Protocol):
         try:
             await asyncio.wait_for(asyncio.shield(waiter), timeout)
         except asyncio.TimeoutError:
-            self.window_waiters.pop(stream_id, None)
             self.reset(stream_id)
             raise ConnectionResetError(f"stream {stream_id}: the client opened no window for {timeout}s") from None
+        finally:
+            if self.window_waiters.get(stream_id) is waiter:  # (a reset stream's task is cancelled here)
+                del self.window_waiters[stream_id]
 
 
 def _head(sid: int, raw: list[tuple[bytes, bytes]], has_body: bool) -> RequestReceived | None:

@@ -302,8 +302,8 @@ def request_head(sid: int, raw: list[tuple[bytes, bytes]], has_body: bool, versi
     if method == "CONNECT":
         if not authority or ":scheme" in pseudo or ":path" in pseudo:
             return None
-    elif not method or not pseudo.get(":scheme") or not _PATH.match(pseudo.get(":path", "")):
-        return None
+    elif not _TOKEN.fullmatch(method) or not pseudo.get(":scheme") or not _PATH.match(pseudo.get(":path", "")):
+        return None  # (a method that is no token would reach an HTTP/1 upstream's request line as it is)
     length: int | None = None
     expect = host_field = False
     for name, value in headers:

@@ -492,6 +492,8 @@ def test_a_malformed_request_resets_its_stream_only(h2c_server: Any, fields: lis
     [(":method", "GET"), (":path", "hello"), (":scheme", "http"), (":authority", "localhost")],
     [(":method", "GET"), (":path", "/a"), (":path", "/b"), (":scheme", "http"), (":authority", "localhost")],
     [(":method", "GET"), ("x-a", "1"), (":path", "/hello"), (":scheme", "http"), (":authority", "localhost")],
+    # a method that is no token would reach an HTTP/1 upstream's request line as it is
+    [(":method", "GET /admin HTTP/1.1\tX:"), (":path", "/hello"), (":scheme", "http"), (":authority", "localhost")],
 ])
 def test_bad_pseudo_fields_reset_the_stream(h2c_server: Any, pseudo: list[tuple[str, str]]) -> None:
     client = H2Client(h2c_server.port())
@@ -638,3 +640,54 @@ def test_a_site_that_reads_the_body_on_one_route_streams_it_on_others(serve: Any
         listener.close()
         for sock in held:
             sock.close()
+
+
+def test_a_graceful_goaway_from_the_client_lets_its_streams_finish(h2c_server: Any) -> None:
+    from hyperframe.frame import GoAwayFrame
+
+    client = H2Client(h2c_server.port())
+    sid = client.request("/proxy/slow", scheme="http")
+    client.pump(lambda: bool(client.replies[sid].data))
+    client.sock.sendall(GoAwayFrame(0, last_stream_id=0, error_code=0).serialize())  # the client is leaving
+    client.pump(client.done(sid))
+    assert client.replies[sid].ended and bytes(client.replies[sid].data) == b"".join(b"part%d\n" % i for i in range(10))
+    client.pump(lambda: client.closed)  # and then the connection closes
+    assert client.goaway is not None and client.goaway.error_code == ErrorCodes.NO_ERROR
+
+
+def test_streams_reset_while_waiting_for_a_window_leave_nothing_behind(serve: Any, site: Path) -> None:
+    with serve(rwsfile(site), loop="uvloop") as server:
+        client = H2Client(server.port(), settings={SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        for _ in range(50):
+            sid = client.request("/big.bin", scheme="http")
+            client.pump(lambda: client.replies[sid].status == 200)  # the head came; the body waits for a window
+            client.h2.reset_stream(sid)
+            client.flush()
+            assert client.get("/small.txt", method="HEAD", scheme="http").status == 200
+
+        async def waiters() -> list[int]:
+            return [len(c.window_waiters) + len(c.streams) for c in _server_connections(server)]
+        time.sleep(0.2)
+        assert server.call(waiters) == [0]
+        client.close()
+
+
+def test_a_connection_switched_to_h2c_after_a_reload_began_is_drained(serve: Any, site: Path) -> None:
+    import h2.config
+    import h2.connection
+
+    with serve(rwsfile(site), loop="uvloop") as server:
+        sock = socket.create_connection(("127.0.0.1", server.port()), timeout=10)
+        time.sleep(0.2)  # accepted, idle: a reload keeps it until its first request
+        server.apply(rwsfile(site).replace('"hello', '"reloaded'))
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.send_headers(1, [(":method", "GET"), (":path", "/hello"), (":scheme", "http"),
+                              (":authority", "localhost")], end_stream=True)
+        sock.sendall(conn.data_to_send())
+        received = b""
+        while chunk := sock.recv(65536):  # the server closes once the request is answered
+            received += chunk
+        sock.close()
+        assert b"hello HTTP/2.0" in received  # answered by the generation that accepted it
+        assert bytes([0, 0, 8, 7]) in received  # ... with a GOAWAY (an 8-byte GOAWAY frame header)

@@ -228,13 +228,17 @@ def test_an_aborted_response_resets_the_stream_only(serve: Any, site: Path, ca: 
         run(scenario())
 
 
-@pytest.mark.parametrize("path,headers", [("no-slash", []), ("/hello", [("host", "other.test")])])
-def test_a_malformed_request_resets_its_stream_only(serve: Any, site: Path, ca: Authority, path: str,
+@pytest.mark.parametrize("method,path,headers", [
+    ("GET", "no-slash", []),
+    ("GET", "/hello", [("host", "other.test")]),
+    ("GET /admin HTTP/1.1\tX:", "/hello", []),  # a method that is no token: it would reach a request line
+])
+def test_a_malformed_request_resets_its_stream_only(serve: Any, site: Path, ca: Authority, method: str, path: str,
                                                     headers: list[tuple[str, str]]) -> None:
     with serve(rwsfile(ca, site)) as server:
         async def scenario() -> None:
             async with h3_connect(server.port(), ca.pem) as client:
-                bad = await client.request("GET", path, headers=headers)
+                bad = await client.request(method, path, headers=headers)
                 assert bad.reset == ErrorCode.H3_MESSAGE_ERROR and not bad.status
                 good = await client.request("GET", "/hello", headers=[("host", "a.test")])
                 assert bytes(good.data) == b"hello HTTP/3.0"

@@ -94,6 +94,12 @@ def client_response_headers(upstream: list[tuple[str, str]], base: Headers) -> H
     return base
 
 
+def sendable_method(method: str) -> bool:
+    """Whether a method can go upstream as it is: a token (HTTP/2 and HTTP/3 clients, and
+    rewrites, could give anything else, which would break the request line)."""
+    return _METHOD.fullmatch(method) is not None
+
+
 def sendable_target(target: str) -> bool:
     """Whether a request target can go upstream as it is: not if it holds characters a
     request line (or HTTP/2's `:path`) can't carry (controls, spaces, non-ASCII), which a
@@ -141,5 +147,6 @@ def _field_value(value: str) -> bytes:
     return value.encode("latin-1", "replace")
 
 
+_METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _SAFE_TARGET = re.compile(r"[\x21-\x7e]+")
 _FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")

@@ -28,7 +28,8 @@ from rws.errors import HttpError
 from rws.handlers.headers import HeaderOps, ResponseMatcher
 from rws.handlers.reverse_proxy.config import ReverseProxyConfig
 from rws.handlers.reverse_proxy.exchange import DialError, UpstreamError, UpstreamResponse, UpstreamTimeout
-from rws.handlers.reverse_proxy.forwarding import client_response_headers, sendable_target, upstream_request_headers
+from rws.handlers.reverse_proxy.forwarding import (client_response_headers, sendable_method, sendable_target,
+                                                  upstream_request_headers)
 from rws.handlers.reverse_proxy.transport_config import HttpTransportConfig
 from rws.handlers.reverse_proxy.upstream_pool import HttpTransport
 from rws.handlers.reverse_proxy.response_handling import RESPONSE_KEY, build_response_handlers, handle_response
@@ -191,8 +192,8 @@ class ReverseProxy:
                                ("Content-Length", str(request.content_length))))
         if not has_body:
             body = None
-        if not sendable_target(target):
-            raise HttpError(502, f"cannot send the request target {target!r} upstream")
+        if not sendable_target(target) or not sendable_method(method):
+            raise HttpError(502, f"cannot send the request {method!r} {target!r} upstream")
         start = time.monotonic()
         retries = 0
         tried: set[str] = set()

@@ -27,18 +27,17 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from h2.config import H2Configuration
-from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.events import (ConnectionTerminated, DataReceived, Event, InformationalResponseReceived,
+from h2.events import (ConnectionTerminated, DataReceived, InformationalResponseReceived,
                        RemoteSettingsChanged, ResponseReceived, StreamEnded, StreamReset, TrailersReceived,
                        WindowUpdated)
 from h2.exceptions import H2Error, ProtocolError
 from h2.settings import SettingCodes, Settings
-from hyperframe.frame import Frame, GoAwayFrame
 
 from rws.handlers.reverse_proxy.exchange import DialError, UpstreamError, UpstreamResponse, UpstreamTimeout
 from rws.handlers.reverse_proxy.forwarding import request_fields
 from rws.handlers.reverse_proxy.upstream_h2_stream import H2Stream, StreamRefused
+from rws.protocols.http2 import GoawayTolerant
 from rws.http.message import Headers
 
 if TYPE_CHECKING:
@@ -53,22 +52,6 @@ MAX_BODY_READ = 256 * 1024  # request body bytes read from the client at once (w
 STREAM_ID_LIMIT = 2**31 - 1  # a connection whose next stream id would pass this is retired
 
 
-class _ClientState(H2Connection):
-    """h2's client connection, except that a GOAWAY from the upstream doesn't end it at
-    once: h2 refuses every frame after one, but the streams the upstream still serves
-    must be able to finish (RFC 9113 6.8). The connection itself takes no new stream."""
-
-    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Frame], list[Event]]:
-        event = ConnectionTerminated()
-        try:
-            event.error_code = ErrorCodes(frame.error_code)
-        except ValueError:
-            event.error_code = frame.error_code
-        event.last_stream_id = frame.last_stream_id
-        event.additional_data = frame.additional_data or None
-        return [], [event]
-
-
 class H2UpstreamConnection(asyncio.Protocol):
     """One HTTP/2 connection to an upstream (h2c or TLS with ALPN `h2`)."""
 
@@ -76,7 +59,7 @@ class H2UpstreamConnection(asyncio.Protocol):
         self.pool = pool
         self.scheme = scheme.encode()  # `:scheme`: http for h2c, https over TLS
         self.loop = asyncio.get_running_loop()
-        self.h2 = _ClientState(H2Configuration(client_side=True, header_encoding=None,
+        self.h2 = GoawayTolerant(H2Configuration(client_side=True, header_encoding=None,
                                                validate_outbound_headers=False, normalize_outbound_headers=False))
         header_list = pool.transport.max_response_header_size
         self.h2.local_settings = Settings(client=True, initial_values={
