@@ -59,6 +59,9 @@ class ServerQuic(QuicConnection):
         self.unread: dict[int, int] = {}  # request stream -> body bytes held for its handler
         self.unread_total = 0
         self.heads: set[int] = set()  # request streams whose head has arrived, exchange not over
+        # bytes the HTTP/3 layer holds for a stream (a frame not complete yet), or for all
+        # (None): they count as unread, so that no frame can grow beyond the windows
+        self.held: Callable[[int | None], int] = lambda stream_id: 0
         super().__init__(**options)
 
     # --- what the protocol tells ------------------------------------------------------------
@@ -133,7 +136,7 @@ class ServerQuic(QuicConnection):
 
     def _write_connection_limits(self, builder: QuicPacketBuilder, space: QuicPacketSpace) -> None:
         limit = self._local_max_data
-        target = limit.used - self.unread_total + CONNECTION_WINDOW
+        target = limit.used - self.unread_total - self.held(None) + CONNECTION_WINDOW
         if target - limit.value >= CONNECTION_WINDOW // 2:
             limit.value = target
         used, limit.used = limit.used, 0  # aioquic would double the window by what arrived: not that
@@ -143,13 +146,17 @@ class ServerQuic(QuicConnection):
             limit.used = used
 
     def _write_stream_limits(self, builder: QuicPacketBuilder, space: QuicPacketSpace, stream: QuicStream) -> None:
+        """A client stream's window opens by what was taken from it: a request stream's by
+        what its handler read (and only once its head came), a unidirectional one's (control,
+        QPACK) by what the HTTP/3 layer consumed; never by what waits in a frame not complete
+        yet (aioquic would double any window by what arrived)."""
         sid = stream.stream_id
-        if sid is None or sid % 4 != 0 or not stream.max_stream_data_local:  # not a request stream
+        if sid is None or sid % 2 != 0 or not stream.max_stream_data_local:  # not a stream the client opened
             super()._write_stream_limits(builder, space, stream)
             return
-        if sid not in self.heads:
+        if sid % 4 == 0 and sid not in self.heads:
             return
-        target = stream.receiver.highest_offset - self.unread.get(sid, 0) + STREAM_WINDOW
+        target = stream.receiver.highest_offset - self.unread.get(sid, 0) - self.held(sid) + STREAM_WINDOW
         if target - stream.max_stream_data_local >= STREAM_WINDOW // 2:
             stream.max_stream_data_local = target
         if stream.max_stream_data_local_sent != stream.max_stream_data_local:

@@ -89,6 +89,17 @@ class Http3Connection:
         self.deadline = 0.0  # loop time after which the idle connection closes (0: none)
         self.deadlines = Deadlines.for_loop(self.loop)
 
+    def _held(self, stream_id: int | None) -> int:
+        """Bytes aioquic's HTTP/3 layer holds for a stream (a frame it waits to complete),
+        or for all of them (None)."""
+        if self.h3 is None:
+            return 0
+        streams = self.h3._stream
+        if stream_id is None:
+            return sum(len(stream.buffer) for stream in streams.values())
+        stream = streams.get(stream_id)
+        return len(stream.buffer) if stream is not None else 0
+
     # --- the QUIC protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: QuicTransport) -> None:
@@ -119,6 +130,7 @@ class Http3Connection:
             elif isinstance(event, ProtocolNegotiated):
                 assert self.quic is not None
                 self.h3 = _H3(self.quic)  # our SETTINGS go out with the handshake
+                self.quic.held = self._held
             elif isinstance(event, HandshakeCompleted):
                 assert self.transport is not None
                 self.tls = self.transport.tls_state()

@@ -46,8 +46,6 @@ def ca(tmp_path: Path) -> Authority:
 
 def rwsfile(ca: Authority, root: Path, *, upstream: str = "127.0.0.1:9", protocols: str = "h1 h2 h3",
             cert: str = "a", body: str = "hello", echo: str = "{http.request.body}") -> str:
-    """(`echo`: with `{http.request.body}` anywhere in a site, rws buffers every request body
-    of that site before its handlers run.)"""
     crt, key = ca.leaf(cert, "a.test")
     b_crt, b_key = ca.leaf("b", "b.test")
     return f"""{{
@@ -545,3 +543,48 @@ def test_many_initials_from_one_address_are_bounded(serve: Any, site: Path, ca: 
         assert RETRY_THRESHOLD <= held <= MAX_CONNECTIONS_PER_IP
         assert refused
         assert run(_served(port, ca)) == b"hello HTTP/3.0"  # another client is served meanwhile
+
+
+async def _flood(client: Any, stream_id: int, seconds: float) -> int:
+    """Send junk on a stream as fast as the server's windows let, for `seconds`: how much went."""
+    quic = client._quic
+    chunk = b"A" * 16384
+    sent = 0
+    stop = time.monotonic() + seconds
+    while time.monotonic() < stop:
+        stream = quic._streams[stream_id]
+        if (stream.sender.highest_offset + len(chunk) <= stream.max_stream_data_remote
+                and quic._remote_max_data - quic._remote_max_data_used >= len(chunk) and len(stream.sender._buffer) < 65536):
+            quic.send_stream_data(stream_id, chunk)
+            sent += len(chunk)
+        client.transmit()
+        await asyncio.sleep(0.002)
+    return sent
+
+
+def test_an_endless_trailer_frame_stops_at_the_windows(serve: Any, site: Path, ca: Authority) -> None:
+    """aioquic holds a frame until all of it is in: the bytes it holds must not open windows."""
+    from aioquic.buffer import encode_uint_var
+
+    with serve(rwsfile(ca, site)) as server:
+        async def scenario() -> int:
+            async with h3_connect(server.port(), ca.pem) as client:
+                sid = client.send_request("POST", "/echo", end=False)
+                client.send_body(sid, b"x")
+                client._quic.send_stream_data(sid, encode_uint_var(1) + encode_uint_var(1 << 30))  # HEADERS of 1 GiB
+                return await _flood(client, sid, 4)
+        assert run(scenario()) < 4 * 1024 * 1024
+        assert run_in_thread(_served(server.port(), ca)) == b"hello HTTP/3.0"
+
+
+def test_an_endless_control_frame_stops_at_the_windows(serve: Any, site: Path, ca: Authority) -> None:
+    from aioquic.buffer import encode_uint_var
+
+    with serve(rwsfile(ca, site)) as server:
+        async def scenario() -> int:
+            async with h3_connect(server.port(), ca.pem) as client:
+                control = client.h3._local_control_stream_id
+                client._quic.send_stream_data(control, encode_uint_var(0xD) + encode_uint_var(1 << 30))  # MAX_PUSH_ID
+                return await _flood(client, control, 4)
+        assert run(scenario()) < 4 * 1024 * 1024
+        assert run_in_thread(_served(server.port(), ca)) == b"hello HTTP/3.0"
