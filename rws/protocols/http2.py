@@ -20,7 +20,11 @@ one whose resets outnumber its completed requests by far.
 Graceful close (shutdown, reload, a handler's `Connection: close`): GOAWAY with the last
 stream taken; the streams in flight finish, newer ones are refused (REFUSED_STREAM, so
 clients retry them), then the connection closes. The GOAWAY frame is written here, not
-by h2, whose connection state can't send anything after its own GOAWAY.
+by h2, whose connection state can't send anything after its own GOAWAY; and a client's
+graceful GOAWAY lets the streams it opened finish (`GoawayTolerant`).
+
+Writes: what h2 queues goes out at the end of the loop's turn (`_flush`), so the streams
+that answer in the same turn share one write; while a read is handled, once at its end.
 """
 
 from __future__ import annotations
