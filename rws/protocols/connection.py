@@ -16,7 +16,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rws.protocols.flow import FILE_CHUNK, BodyStream, Deadlines, FileBody, close_body, http_date, run_eagerly
+from rws.protocols.flow import (FILE_CHUNK, BodyStream, Deadlines, FileBody, addresses, close_body, http_date,
+                                run_eagerly)
 from rws.protocols.events import RequestReceived
 from rws.protocols.http2 import PREFACE, SWITCHING_TO_H2C, h2c_head, h2c_upgrade
 from rws.protocols.http1.core import (CONTINUE, Http1Core, chunk, error_response, header_line, last_chunk,
@@ -80,12 +81,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio.Transport subclasses
-        peer = transport.get_extra_info("peername")
-        sock = transport.get_extra_info("sockname")
-        if isinstance(peer, tuple):
-            self.remote = (str(peer[0]), int(peer[1]))
-        if isinstance(sock, tuple):
-            self.local = (str(sock[0]), int(sock[1]))
+        self.remote, self.local = addresses(transport)
         if self.scheme == "https":
             self.tls = transport.get_extra_info("ssl_object")
         self.deadlines.watch(self)

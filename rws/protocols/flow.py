@@ -147,6 +147,16 @@ class Deadlines:
                 self._by_loop.pop(self.loop, None)
 
 
+def addresses(transport: Any) -> tuple[tuple[str, int], tuple[str, int]]:
+    """A connection's (remote, local) addresses; ("", 0) for what a socket doesn't have
+    (a Unix socket's peer)."""
+    peer = transport.get_extra_info("peername")
+    sock = transport.get_extra_info("sockname")
+    remote = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else ("", 0)
+    local = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else ("", 0)
+    return remote, local
+
+
 def run_eagerly(coro: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Task[None] | None:
     """Run an exchange's coroutine now, up to its first wait: most responses are ready
     without waiting for anything, and then no task is made at all. If it has to wait, a

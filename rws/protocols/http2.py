@@ -21,7 +21,7 @@ Graceful close (shutdown, reload, a handler's `Connection: close`): GOAWAY with 
 stream taken; the streams in flight finish, newer ones are refused (REFUSED_STREAM, so
 clients retry them), then the connection closes. The GOAWAY frame is written here, not
 by h2, whose connection state can't send anything after its own GOAWAY; and a client's
-graceful GOAWAY lets the streams it opened finish (`GoawayTolerant`).
+graceful GOAWAY lets the streams it opened finish (`H2State`).
 
 Writes: what h2 queues goes out at the end of the loop's turn (`_flush`), so the streams
 that answer in the same turn share one write; while a read is handled, once at its end.
@@ -46,9 +46,9 @@ from h2.settings import SettingCodes, Settings
 from hyperframe.frame import Frame, GoAwayFrame
 
 from rws.protocols.events import RequestReceived
-from rws.protocols.flow import Deadlines
+from rws.protocols.flow import Deadlines, addresses
 from rws.protocols.http1.core import DEFAULT_MAX_HEADER_BYTES
-from rws.protocols.multiplexed import CONNECTION_FIELDS, Stream, request_head
+from rws.protocols.multiplexed import CONNECTION_FIELDS, GOAWAY_LINGER, Stream, abusive_resets, request_head
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +59,18 @@ CONNECTION_WINDOW = 2 * 1024 * 1024  # ... all the streams of a connection toget
 MAX_FRAME_SIZE = 16384
 MAX_WRITE_BUFFER = 1024 * 1024  # bytes waiting to go out before the client stops being read
 MAX_ENCODER_TABLE = 4096  # our HPACK table, whatever size the client allows (as Go)
-RESET_ALLOWANCE = 200  # resets of running streams a connection gets before they are counted against it
 BATCH_LIMIT = 64 * 1024  # body bytes held back while batching
-GOAWAY_LINGER = 1.0  # seconds an idle connection stays open after a graceful GOAWAY
 
 
-class GoawayTolerant(H2Connection):
-    """h2's connection, except that a GOAWAY from the peer doesn't end it at once: h2
-    refuses every frame after one, but the streams the GOAWAY lets finish must be able to
-    (RFC 9113 6.8). Whoever uses it opens no new stream after the GOAWAY."""
+class H2State(H2Connection):
+    """h2's connection as rws runs it, serving clients here and to upstreams
+    (rws.handlers.reverse_proxy.upstream_h2):
+
+    - A GOAWAY from the peer doesn't end it at once: h2 refuses every frame after one,
+      but the streams the GOAWAY lets finish must be able to (RFC 9113 6.8). Whoever uses
+      it opens no new stream after the GOAWAY.
+    - `send_within` sends DATA frames within a window; `acknowledge` and `reset_quietly`
+      do nothing on a stream or connection that is over already."""
 
     def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Frame], list[Event]]:
         event = ConnectionTerminated()
@@ -78,6 +81,36 @@ class GoawayTolerant(H2Connection):
         event.last_stream_id = frame.last_stream_id
         event.additional_data = frame.additional_data or None
         return [], [event]
+
+    def send_within(self, stream_id: int, data: bytes, start: int, end_stream: bool, window: int) -> int:
+        """DATA frames of `data` from `start`, `window` bytes at most, each within the peer's
+        frame size; END_STREAM with the last when `end_stream` and all of it went (alone
+        for empty data). Where the bytes sent end."""
+        total, pos = len(data), start
+        if total == 0 and end_stream:
+            self.end_stream(stream_id)
+        frame = self.max_outbound_frame_size
+        while pos < total and window > 0:
+            size = min(window, frame, total - pos)
+            part = data if size == total else data[pos:pos + size]
+            pos += size
+            window -= size
+            self.send_data(stream_id, part, end_stream=end_stream and pos == total)
+        return pos
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        """Give `size` received bytes back to the windows (the connection's only, once the
+        stream is gone)."""
+        try:
+            self.acknowledge_received_data(size, stream_id)
+        except H2Error:
+            pass  # the connection is closing: no window to give back
+
+    def reset_quietly(self, stream_id: int, code: int) -> None:
+        try:
+            self.reset_stream(stream_id, code)
+        except H2Error:
+            pass  # closed already: nothing to stop
 
 
 class Http2Connection(asyncio.Protocol):
@@ -96,7 +129,7 @@ class Http2Connection(asyncio.Protocol):
         config = H2Configuration(client_side=False, header_encoding=None, validate_outbound_headers=False,
                                  normalize_outbound_headers=False, validate_inbound_headers=False,
                                  normalize_inbound_headers=False)
-        self.h2 = GoawayTolerant(config)
+        self.h2 = H2State(config)
         header_list = max_header_bytes or DEFAULT_MAX_HEADER_BYTES
         self.h2.local_settings = Settings(client=False, initial_values={
             SettingCodes.ENABLE_PUSH: 0,
@@ -131,12 +164,7 @@ class Http2Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
-        sock = transport.get_extra_info("sockname")
-        if isinstance(peer, tuple):
-            self.remote = (str(peer[0]), int(peer[1]))
-        if isinstance(sock, tuple):
-            self.local = (str(sock[0]), int(sock[1]))
+        self.remote, self.local = addresses(transport)
         if self.scheme == "https":
             self.tls = transport.get_extra_info("ssl_object")
         self.deadlines.watch(self)
@@ -238,11 +266,11 @@ class Http2Connection(asyncio.Protocol):
     def _request(self, event: H2Request) -> None:
         sid = event.stream_id
         if self.goaway_sent and sid > self.last_stream_id:
-            self._send_reset(sid, ErrorCodes.REFUSED_STREAM)
+            self.h2.reset_quietly(sid, ErrorCodes.REFUSED_STREAM)
             return
         head = _head(sid, event.headers or [], event.stream_ended is None)
         if head is None:
-            self._send_reset(sid, ErrorCodes.PROTOCOL_ERROR)
+            self.h2.reset_quietly(sid, ErrorCodes.PROTOCOL_ERROR)
             return
         self._open_stream(sid, head)
 
@@ -265,10 +293,10 @@ class Http2Connection(asyncio.Protocol):
         data = event.data
         if stream is None or stream.body.complete:  # nobody reads it: give the window back now
             if size:
-                self._acknowledge(sid, size)
+                self.h2.acknowledge(sid, size)
             return
         if size > len(data):
-            self._acknowledge(sid, size - len(data))  # padding
+            self.h2.acknowledge(sid, size - len(data))  # padding
         if data:
             stream.body.feed(data)
 
@@ -280,10 +308,10 @@ class Http2Connection(asyncio.Protocol):
             self.waiting.remove(stream)
             unread = stream.body.bytes_read - stream.acked
             if unread > 0:  # its body will never be read: the connection's window gets it back
-                self._acknowledge(sid, unread)
+                self.h2.acknowledge(sid, unread)
         elif not stream.ended:
             self.resets += 1
-            if self.resets > RESET_ALLOWANCE and self.resets > 4 * self.completed:
+            if abusive_resets(self.resets, self.completed):
                 self._calm("too many streams reset")
         stream.cancel()
 
@@ -325,16 +353,7 @@ class Http2Connection(asyncio.Protocol):
             if self.transport is None:
                 raise ConnectionResetError("client closed the connection")
             try:
-                window = h2.local_flow_control_window(stream_id)
-                frame = h2.max_outbound_frame_size
-                while pos < total and window > 0:
-                    size = min(window, frame, total - pos)
-                    part = data if size == total else data[pos:pos + size]
-                    pos += size
-                    window -= size
-                    h2.send_data(stream_id, part, end_stream=end_stream and pos == total)
-                if pos == total and total == 0 and end_stream:
-                    h2.end_stream(stream_id)
+                pos = h2.send_within(stream_id, data, pos, end_stream, h2.local_flow_control_window(stream_id))
             except H2Error as exc:
                 raise ConnectionResetError(f"stream {stream_id}: {exc}") from None
             self.queued += total
@@ -354,11 +373,11 @@ class Http2Connection(asyncio.Protocol):
         self._flush()
 
     def reset(self, stream_id: int, internal_error: bool = False) -> None:
-        self._send_reset(stream_id, ErrorCodes.INTERNAL_ERROR if internal_error else ErrorCodes.CANCEL)
+        self.h2.reset_quietly(stream_id, ErrorCodes.INTERNAL_ERROR if internal_error else ErrorCodes.CANCEL)
         self._flush()
 
     def consumed(self, stream_id: int, size: int) -> None:
-        self._acknowledge(stream_id, size)
+        self.h2.acknowledge(stream_id, size)
         self._flush()
 
     def stream_done(self, stream: Stream, complete: bool) -> None:
@@ -372,10 +391,10 @@ class Http2Connection(asyncio.Protocol):
         unread = body.bytes_read - stream.acked
         if unread > 0:  # what the handler never read still counts against the connection window
             stream.acked += unread
-            self._acknowledge(sid, unread)
+            self.h2.acknowledge(sid, unread)
         if not body.complete and self.transport is not None:
             body.finish()
-            self._send_reset(sid, ErrorCodes.NO_ERROR)  # the response is complete: stop sending the body
+            self.h2.reset_quietly(sid, ErrorCodes.NO_ERROR)  # the response is complete: stop sending the body
         while self.waiting and self.running < MAX_CONCURRENT_STREAMS and self.transport is not None:
             self.running += 1
             self.waiting.popleft().start(self.app)
@@ -459,17 +478,6 @@ class Http2Connection(asyncio.Protocol):
         if data and self.transport is not None:
             self.transport.write(data)
 
-    def _acknowledge(self, sid: int, size: int) -> None:
-        try:
-            self.h2.acknowledge_received_data(size, sid)
-        except H2Error:
-            pass  # the connection is closing
-
-    def _send_reset(self, sid: int, code: int) -> None:
-        try:
-            self.h2.reset_stream(sid, code)
-        except H2Error:
-            pass  # already closed
 
     def _wake(self, stream_id: int) -> None:
         if stream_id == 0:

@@ -39,15 +39,13 @@ from rws.net.quic import QuicTransport
 from rws.net.quic_connection import CONNECTION_WINDOW, STREAM_WINDOW, ServerQuic
 from rws.protocols.flow import Deadlines
 from rws.protocols.http1.core import DEFAULT_MAX_HEADER_BYTES
-from rws.protocols.multiplexed import Stream, request_head
+from rws.protocols.multiplexed import GOAWAY_LINGER, Stream, abusive_resets, request_head
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Http3Connection", "STREAM_WINDOW", "CONNECTION_WINDOW", "SEND_BUFFER"]
 
 SEND_BUFFER = 256 * 1024  # response bytes a stream may have unacknowledged
-RESET_ALLOWANCE = 200  # resets of running streams a connection gets before they are counted against it
-GOAWAY_LINGER = 1.0  # seconds an idle connection stays open after a graceful GOAWAY
 
 
 class _H3(H3Connection):
@@ -221,7 +219,7 @@ class Http3Connection:
             return
         if not stream.ended:
             self.resets += 1
-            if self.resets > RESET_ALLOWANCE and self.resets > 4 * self.completed:
+            if abusive_resets(self.resets, self.completed):
                 self._calm("too many streams reset")
         stream.cancel()
 

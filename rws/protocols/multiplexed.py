@@ -23,6 +23,14 @@ log = logging.getLogger(__name__)
 # Fields that describe an HTTP/1 connection: never sent in an HTTP/2 or HTTP/3 message.
 CONNECTION_FIELDS = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"})
 ACK_THRESHOLD = 16 * 1024  # body bytes read before the peer's window is opened again
+RESET_ALLOWANCE = 200  # resets of running streams a connection gets before they are counted against it
+GOAWAY_LINGER = 1.0  # seconds an idle connection stays open after a graceful GOAWAY (a reload)
+
+
+def abusive_resets(resets: int, completed: int) -> bool:
+    """Whether a client resets running streams far more often than it lets them finish
+    (rapid reset: each reset stream started a handler for nothing)."""
+    return resets > RESET_ALLOWANCE and resets > 4 * completed
 
 
 class Mux(Protocol):

@@ -23,19 +23,8 @@ from hyperframe.frame import ContinuationFrame, HeadersFrame, RstStreamFrame, Se
 from rws.protocols.http2 import MAX_WRITE_BUFFER, PREFACE
 from tests.handlers.reverse_proxy.runtime.backends import Backend, Exchange
 from tests.protocols.h2client import H2Client
+from tests.protocols.conftest import BIG
 from tests.tls.test_termination import Authority
-
-BIG = 3 * 1024 * 1024 + 123
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Path:
-    root = tmp_path / "site"
-    root.mkdir()
-    (root / "big.bin").write_bytes(os.urandom(BIG))
-    (root / "small.txt").write_text("small file\n")
-    return root
-
 
 def rwsfile(root: Path, *, upstream: str = "127.0.0.1:9", tls: str = "", protocols: str = "h1 h2 h2c",
             extra: str = "", address: str = "") -> str:
@@ -63,11 +52,6 @@ def rwsfile(root: Path, *, upstream: str = "127.0.0.1:9", tls: str = "", protoco
 	}}
 }}
 """
-
-
-@pytest.fixture
-def ca(tmp_path: Path) -> Authority:
-    return Authority(tmp_path)
 
 
 def tls_site(ca: Authority, root: Path, **options: Any) -> str:

@@ -25,24 +25,8 @@ from rws.net.quic import MAX_CONNECTIONS_PER_IP, RETRY_THRESHOLD, QuicEndpoint
 from rws.net.quic_connection import STREAM_WINDOW
 from tests.handlers.reverse_proxy.runtime.backends import Backend, Exchange
 from tests.protocols.h3client import h3_connect
+from tests.protocols.conftest import BIG
 from tests.tls.test_termination import Authority
-
-BIG = 3 * 1024 * 1024 + 123
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Path:
-    root = tmp_path / "site"
-    root.mkdir()
-    (root / "big.bin").write_bytes(os.urandom(BIG))
-    (root / "small.txt").write_text("small file\n")
-    return root
-
-
-@pytest.fixture
-def ca(tmp_path: Path) -> Authority:
-    return Authority(tmp_path)
-
 
 def rwsfile(ca: Authority, root: Path, *, upstream: str = "127.0.0.1:9", protocols: str = "h1 h2 h3",
             cert: str = "a", body: str = "hello", echo: str = "{http.request.body}") -> str:

@@ -37,7 +37,7 @@ from h2.settings import SettingCodes, Settings
 from rws.handlers.reverse_proxy.exchange import DialError, UpstreamError, UpstreamResponse, UpstreamTimeout
 from rws.handlers.reverse_proxy.forwarding import request_fields
 from rws.handlers.reverse_proxy.upstream_h2_stream import H2Stream, StreamRefused
-from rws.protocols.http2 import GoawayTolerant
+from rws.protocols.http2 import H2State
 from rws.http.message import Headers
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class H2UpstreamConnection(asyncio.Protocol):
         self.pool = pool
         self.scheme = scheme.encode()  # `:scheme`: http for h2c, https over TLS
         self.loop = asyncio.get_running_loop()
-        self.h2 = GoawayTolerant(H2Configuration(client_side=True, header_encoding=None,
+        self.h2 = H2State(H2Configuration(client_side=True, header_encoding=None,
                                                validate_outbound_headers=False, normalize_outbound_headers=False))
         header_list = pool.transport.max_response_header_size
         self.h2.local_settings = Settings(client=True, initial_values={
@@ -154,10 +154,10 @@ class H2UpstreamConnection(asyncio.Protocol):
         data = event.data or b""
         if stream is None or stream.released:  # nobody reads it: give the window back now
             if size:
-                self._acknowledge(sid, size)
+                self.h2.acknowledge(sid, size)
             return
         if size > len(data):
-            self._acknowledge(sid, size - len(data))  # padding
+            self.h2.acknowledge(sid, size - len(data))  # padding
         if data:
             stream.data_received(data)
 
@@ -241,7 +241,7 @@ class H2UpstreamConnection(asyncio.Protocol):
             if empty:
                 stream.sent_all = True
             elif isinstance(body, bytes) and len(body) <= self.h2.local_flow_control_window(sid):
-                self._send_frames(sid, body, True)  # the common case: no need to wait for a window
+                self.h2.send_within(sid, body, 0, True, len(body))  # the common case: no need to wait for a window
                 stream.sent_all = True
             else:
                 stream.sender = asyncio.ensure_future(self._send_body(stream, body))
@@ -287,8 +287,7 @@ class H2UpstreamConnection(asyncio.Protocol):
         while True:
             if self.transport is None:
                 raise _StreamGone()
-            sent = self._send_frames(sid, data[pos:] if pos else data, end, self.h2.local_flow_control_window(sid))
-            pos += sent
+            pos = self.h2.send_within(sid, data, pos, end, self.h2.local_flow_control_window(sid))
             self._flush()
             if self.write_paused is not None and not self.write_paused.done():
                 await asyncio.wait_for(asyncio.shield(self.write_paused), timeout)
@@ -297,22 +296,6 @@ class H2UpstreamConnection(asyncio.Protocol):
             await self._window(stream, timeout)
         if end:
             stream.sent_all = True
-
-    def _send_frames(self, sid: int, data: bytes, end: bool, window: int = -1) -> int:
-        """DATA frames of `data` up to `window` bytes (all for -1); END_STREAM with the last
-        when `end` and all of it went. How many bytes went."""
-        total = len(data)
-        if window < 0:
-            window = total
-        frame, pos = self.h2.max_outbound_frame_size, 0
-        if total == 0 and end:
-            self.h2.end_stream(sid)
-        while pos < total and window > 0:
-            size = min(window, frame, total - pos)
-            self.h2.send_data(sid, data if size == total else data[pos:pos + size], end_stream=end and pos + size == total)
-            pos += size
-            window -= size
-        return pos
 
     async def _window(self, stream: H2Stream, timeout: float | None) -> int:
         """The bytes the stream may send now, once the upstream's windows allow some."""
@@ -339,14 +322,14 @@ class H2UpstreamConnection(asyncio.Protocol):
 
     def consumed(self, sid: int, size: int) -> None:
         """The client's side took `size` bytes of a stream's response: open its window."""
-        self._acknowledge(sid, size)
+        self.h2.acknowledge(sid, size)
         self._flush()
 
     def stream_done(self, stream: H2Stream) -> None:
         """A stream's exchange is over (its response read, failed or dropped)."""
         sid = stream.stream_id
         if stream.buffered:  # what nobody will read still counts against the connection window
-            self._acknowledge(sid, stream.buffered)
+            self.h2.acknowledge(sid, stream.buffered)
             stream.buffered = 0
         if not (stream.done and stream.sent_all):
             self._reset(sid)  # stop what is left of the stream, both ways
@@ -390,17 +373,8 @@ class H2UpstreamConnection(asyncio.Protocol):
         if data and self.transport is not None:
             self.transport.write(data)
 
-    def _acknowledge(self, sid: int, size: int) -> None:
-        try:
-            self.h2.acknowledge_received_data(size, sid)
-        except H2Error:
-            pass  # the connection is closing: no window to give back
-
     def _reset(self, sid: int) -> None:
-        try:
-            self.h2.reset_stream(sid, ErrorCodes.CANCEL)
-        except H2Error:
-            pass  # closed already: nothing to stop
+        self.h2.reset_quietly(sid, ErrorCodes.CANCEL)
         self._flush()
 
 

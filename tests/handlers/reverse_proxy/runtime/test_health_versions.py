@@ -22,7 +22,7 @@ import grpc
 import pytest
 
 from backends import Backend, Exchange
-from h2backends import H2Backend, H2Exchange, tls_server_context
+from h2backends import H2Exchange, tls_server_context
 from rws.handlers.reverse_proxy.health import Health
 from rws.handlers.reverse_proxy.upstream_pool import HttpTransport
 from rws.handlers.reverse_proxy.upstreams import Host, Upstream
@@ -57,21 +57,6 @@ def answer(status: int, body: bytes = b"") -> Any:
         await ex.reply(status, body)
 
     return respond
-
-
-@pytest.fixture
-def backends() -> Any:
-    """`backends(respond, **settings)` starts an H2Backend that is closed after the test."""
-    started: list[H2Backend] = []
-
-    def start(respond: Any = None, **settings: Any) -> H2Backend:
-        backend = H2Backend(respond, **settings)
-        started.append(backend)
-        return backend
-
-    yield start
-    for backend in started:
-        backend.close()
 
 
 # --- h2c -------------------------------------------------------------------------------------

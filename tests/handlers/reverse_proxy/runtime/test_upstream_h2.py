@@ -17,7 +17,7 @@ import pytest
 from h2.errors import ErrorCodes
 
 from backends import Backend, Exchange, closed_port
-from h2backends import H2Backend, H2Exchange, h2_request, tls_server_context
+from h2backends import H2Exchange, h2_request, tls_server_context
 from tests.tls.test_termination import Authority
 
 H2C = {"protocol": "http", "versions": ["h2c", "2"]}
@@ -30,21 +30,6 @@ def proxy_config(*dials: str, transport: dict[str, Any] | None = H2C, protocols:
         proxy["transport"] = transport
     server = {"listen": ["127.0.0.1:0"], "protocols": list(protocols), "routes": [{"handle": [proxy]}]}
     return {"apps": {"http": {"servers": {"proxy": server}}}}
-
-
-@pytest.fixture
-def backends() -> Any:
-    """`backends(respond, **settings)` starts an H2Backend that is closed after the test."""
-    started: list[H2Backend] = []
-
-    def start(respond: Any = None, **settings: Any) -> H2Backend:
-        backend = H2Backend(respond, **settings)
-        started.append(backend)
-        return backend
-
-    yield start
-    for backend in started:
-        backend.close()
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10) -> bool:
